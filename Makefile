@@ -3,19 +3,23 @@ GO        ?= go
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
-STATICCHECK_VERSION := v0.8.2
-HELM_VERSION        := v3.22.0
 FUZZTIME  ?= 10s
 
-.PHONY: all build test test-short fuzz bench lint static image chart-test
+.PHONY: all deps build test test-short fuzz bench lint
+
+export PATH := $(PATH):$(GOBIN)
 
 all: lint test
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/worker ./cmd/worker
 
+## deps: install what the tests need when it is missing (redis-server, kcat, yamllint, staticcheck, helm).
+deps:
+	@.ci/deps
+
 ## test: every test, with the race detector, plus a short fuzz run per target.
-test:
+test: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz
 
@@ -36,8 +40,7 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
 
-lint:
+lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN)/staticcheck ./...

@@ -1,0 +1,110 @@
+package redistest_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ordersync/ordersync/internal/redistest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestStart(t *testing.T) {
+	s := redistest.Start(t)
+	if got := s.Addr(); !strings.HasPrefix(got, "127.0.0.1:") || got == "127.0.0.1:6379" {
+		t.Fatalf("Addr() = %q, want a loopback address other than 127.0.0.1:6379", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rdb := s.Client()
+	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET: %v", err)
+	}
+	cfg, err := rdb.ConfigGet(ctx, "save").Result()
+	if err != nil {
+		t.Fatalf("CONFIG GET save: %v", err)
+	}
+	if got := cfg["save"]; got != "" {
+		t.Errorf("save = %q, want \"\" (no snapshots)", got)
+	}
+}
+
+func TestStartManyInParallel(t *testing.T) {
+	// Free ports are probed and released before redis-server binds them; many servers starting at once
+	// must still each end up on their own port.
+	addrs := make(chan string, 8)
+	t.Run("group", func(t *testing.T) {
+		for i := range cap(addrs) {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				addrs <- redistest.Start(t).Addr()
+			})
+		}
+	})
+	close(addrs)
+	seen := map[string]bool{}
+	for a := range addrs {
+		if seen[a] {
+			t.Errorf("address %s handed out twice", a)
+		}
+		seen[a] = true
+	}
+}
+
+func TestStopRestart(t *testing.T) {
+	s := redistest.Start(t)
+	rdb := s.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET: %v", err)
+	}
+	addr := s.Addr()
+
+	s.Stop()
+	s.Stop() // idempotent
+	if err := rdb.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING after Stop succeeded, want an error")
+	}
+
+	s.Restart()
+	if got := s.Addr(); got != addr {
+		t.Errorf("Addr() after Restart = %q, want %q", got, addr)
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after Restart: %v", err)
+	}
+	if n, err := rdb.Exists(ctx, "k").Result(); err != nil || n != 0 {
+		t.Errorf("EXISTS k after Restart = %d, %v; want 0 (data is not persisted)", n, err)
+	}
+}
+
+func TestStartCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	if got := len(c.Addrs()); got != 3 {
+		t.Fatalf("len(Addrs()) = %d, want 3", got)
+	}
+	rdb := c.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	masters := map[string]bool{}
+	for i := range 30 {
+		key := fmt.Sprintf("key-%d", i)
+		if err := rdb.Set(ctx, key, i, time.Minute).Err(); err != nil {
+			t.Fatalf("SET %s: %v", key, err)
+		}
+		node, err := rdb.MasterForKey(ctx, key)
+		if err != nil {
+			t.Fatalf("MasterForKey(%s): %v", key, err)
+		}
+		masters[node.Options().Addr] = true
+	}
+	if got := len(masters); got != 3 {
+		t.Errorf("30 keys landed on %d masters, want 3", got)
+	}
+}

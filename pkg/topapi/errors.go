@@ -21,7 +21,9 @@ const (
 )
 
 // Error is a failed gateway call: an error_response from the platform, an HTTP
-// error status, or a transport failure (Code 0, Err set).
+// error status, a transport failure or timeout (Code 0, Err set), or a
+// request or answer the client refused (Code 0). [Client.Call] returns no
+// other error type. Its text never holds the app secret or session key.
 type Error struct {
 	Code       int    // platform error code; 0 for transport and HTTP failures
 	Msg        string // platform message, or a description of the transport failure
@@ -72,7 +74,14 @@ func (e *Error) Unwrap() error { return e.Err }
 // Is reports whether target is [ErrLongBan] and e is such a ban.
 func (e *Error) Is(target error) bool { return target == ErrLongBan && e.longBan }
 
-// Retryable reports whether the same request may succeed if sent again later.
+// Retryable reports whether the same request may succeed if sent again
+// later: transport failures and timeouts, HTTP 5xx (and 408, 429), codes
+// 4-8 and 10 (call limits, service unavailable), any isp.* or
+// accesscontrol.* sub-code, and the isv.* sub-codes of
+// [Config.RetryableSubCodes]. Everything else is permanent: other isv.*
+// sub-codes, invalid parameters, signature, app key, session or timestamp,
+// other HTTP 4xx, and answers the client cannot use (too long, not JSON,
+// without the method's envelope).
 func (e *Error) Retryable() bool { return e.retryable }
 
 // RetryAfter is how long the platform asked callers to wait (code 7 "This ban
@@ -93,6 +102,8 @@ var banRe = regexp.MustCompile(`ban will last for (\d+) more seconds`)
 
 // classify sets e's retryability and RetryAfter from its code, sub-code and
 // HTTP status. retryISV lists isv.* sub-codes that really mean "try later".
+// Errors the client raises itself (invalid request, oversized or malformed
+// answer) are not classified: they keep retryable false.
 func (e *Error) classify(retryISV map[string]bool) {
 	e.retryable = isTransient(e, retryISV)
 	if m := banRe.FindStringSubmatch(e.SubMsg); m != nil {
@@ -103,10 +114,16 @@ func (e *Error) classify(retryISV map[string]bool) {
 }
 
 func isTransient(e *Error, retryISV map[string]bool) bool {
-	if e.Code == 0 {
-		// Transport failure, timeout or HTTP error status without a platform
-		// answer: only server-side statuses are worth repeating.
-		return e.Err != nil || e.HTTPStatus >= 500 || e.HTTPStatus == 0
+	switch {
+	case e.HTTPStatus >= 500, e.HTTPStatus == 408, e.HTTPStatus == 429:
+		// A server-side failure, or a proxy asking to come back later,
+		// whatever the body says.
+		return true
+	case e.Code == 0:
+		// Transport failure or timeout (no status), or an HTTP error status
+		// without a platform answer: a client-side status is not worth
+		// repeating.
+		return e.Err != nil || e.HTTPStatus == 0
 	}
 	switch e.Code {
 	case 4, 5, 6, 7, 8, 10:

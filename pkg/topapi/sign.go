@@ -62,7 +62,7 @@ func sortParams(ps []param) {
 type signer struct {
 	secret string
 	method string
-	macs   sync.Pool // hash.Hash keyed with secret (hmac methods)
+	macs   sync.Pool // *macState keyed with secret (hmac methods)
 	bufs   sync.Pool // *[]byte scratch for the string to sign
 }
 
@@ -71,9 +71,9 @@ func (s *signer) init(secret, method string) {
 	s.method = method
 	switch method {
 	case SignHMAC:
-		s.macs.New = func() any { return hmac.New(md5.New, []byte(secret)) }
+		s.macs.New = func() any { return &macState{h: hmac.New(md5.New, []byte(secret))} }
 	case SignHMACSHA256:
-		s.macs.New = func() any { return hmac.New(sha256.New, []byte(secret)) }
+		s.macs.New = func() any { return &macState{h: hmac.New(sha256.New, []byte(secret))} }
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 }
@@ -90,19 +90,16 @@ func (s *signer) sum(dst []byte, ps []param) []byte {
 		buf = append(buf, p.k...)
 		buf = append(buf, p.v...)
 	}
-	var digest []byte
-	var raw [sha256.Size]byte
-	switch s.method {
-	case SignMD5:
+	if s.method == SignMD5 {
 		buf = append(buf, s.secret...)
 		d := md5.Sum(buf)
-		digest = append(raw[:0], d[:]...)
-	default:
-		h := s.macs.Get().(hash.Hash)
-		h.Reset()
-		h.Write(buf)
-		digest = h.Sum(raw[:0])
-		s.macs.Put(h)
+		dst = appendUpperHex(dst, d[:])
+	} else {
+		m := s.macs.Get().(*macState)
+		m.h.Reset()
+		m.h.Write(buf)
+		dst = appendUpperHex(dst, m.h.Sum(m.sum[:0]))
+		s.macs.Put(m)
 	}
 	// The buffer held the secret (md5); clear it before it is reused.
 	clear(buf)
@@ -110,7 +107,13 @@ func (s *signer) sum(dst []byte, ps []param) []byte {
 		*bp = buf[:0]
 		s.bufs.Put(bp)
 	}
-	return appendUpperHex(dst, digest)
+	return dst
+}
+
+// macState is a keyed HMAC with room for its sum, reused through a pool.
+type macState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
 }
 
 const upperHex = "0123456789ABCDEF"
@@ -153,34 +156,42 @@ func javaSpace(r rune) bool {
 }
 
 // appendQueryEscape appends s escaped as url.QueryEscape would (form
-// encoding: space as '+', everything but A-Z a-z 0-9 - _ . ~ as %XX).
+// encoding: space as '+', everything but A-Z a-z 0-9 - _ . ~ as %XX),
+// copying runs of unreserved bytes at once.
 func appendQueryEscape(dst []byte, s string) []byte {
+	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case unreserved(c):
-			dst = append(dst, c)
-		case c == ' ':
+		if !escaped[c] {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		if c == ' ' {
 			dst = append(dst, '+')
-		default:
+		} else {
 			dst = append(dst, '%', upperHex[c>>4], upperHex[c&0x0f])
 		}
+		start = i + 1
 	}
-	return dst
+	return append(dst, s[start:]...)
 }
 
 // queryEscapedLen is len(appendQueryEscape(nil, s)).
 func queryEscapedLen(s string) int {
 	n := len(s)
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !unreserved(c) && c != ' ' {
+		if c := s[i]; escaped[c] && c != ' ' {
 			n += 2
 		}
 	}
 	return n
 }
 
-func unreserved(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '_' || c == '.' || c == '~'
-}
+// escaped marks the bytes form encoding replaces: all but A-Z a-z 0-9 - _ . ~
+var escaped = func() (t [256]bool) {
+	for c := range t {
+		t[c] = !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '_' || c == '.' || c == '~')
+	}
+	return t
+}()

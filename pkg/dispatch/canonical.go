@@ -1,0 +1,256 @@
+package dispatch
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Fingerprint is the SHA-256 (lower-case hex) of the canonical JSON text of
+// {"request": request, "seller": seller}. Two events with the same
+// idempotency key are the same request exactly when their fingerprints match.
+//
+// The canonical form does not depend on member order, white space, string
+// escapes or number spelling: object members are sorted by key (byte order of
+// their UTF-8), members whose value is null are dropped (null means absent
+// everywhere in the event contract), there is no insignificant white space,
+// strings are written with the minimal escapes (\" \\ \b \f \n \r \t and
+// \u00XX for other control characters; everything else raw UTF-8), and
+// numbers are written in one normal form (integers as plain digits, "-0" as
+// "0", 1.50 and 15e-1 both as "1.5"; see [appendNumber]).
+//
+// The fingerprint is stored with completed outcomes, so this function's output
+// must never change for a given input; TestFingerprintStable pins it.
+func Fingerprint(request json.RawMessage, seller string) (string, error) {
+	buf := make([]byte, 0, len(request)+32)
+	buf = append(buf, `{"request":`...)
+	var err error
+	if buf, err = appendCanonical(buf, request); err != nil {
+		return "", fmt.Errorf("fingerprint: %w", err)
+	}
+	buf = append(buf, `,"seller":`...)
+	buf = appendString(buf, seller)
+	buf = append(buf, '}')
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// canonicalDepth bounds the recursion of appendCanonical; envelopes are
+// already limited to MaxDepth.
+const canonicalDepth = 2 * MaxDepth
+
+// appendCanonical appends the canonical form of the single JSON value in data.
+func appendCanonical(dst, data []byte) ([]byte, error) {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	out, err := canonValue(dst, d, 0)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON value")
+	}
+	return out, nil
+}
+
+func canonValue(dst []byte, d *json.Decoder, depth int) ([]byte, error) {
+	tok, err := d.Token()
+	if err != nil {
+		return nil, err
+	}
+	return canonToken(dst, d, tok, depth)
+}
+
+func canonToken(dst []byte, d *json.Decoder, tok json.Token, depth int) ([]byte, error) {
+	switch t := tok.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case bool:
+		return strconv.AppendBool(dst, t), nil
+	case string:
+		return appendString(dst, t), nil
+	case json.Number:
+		return appendNumber(dst, string(t))
+	case json.Delim:
+		if depth >= canonicalDepth {
+			return nil, errors.New("nested too deeply")
+		}
+		if t == '[' {
+			return canonArray(dst, d, depth+1)
+		}
+		return canonObject(dst, d, depth+1)
+	}
+	return nil, fmt.Errorf("unexpected token %v", tok)
+}
+
+func canonArray(dst []byte, d *json.Decoder, depth int) ([]byte, error) {
+	dst = append(dst, '[')
+	for i := 0; d.More(); i++ {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var err error
+		if dst, err = canonValue(dst, d, depth); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := d.Token(); err != nil {
+		return nil, err
+	}
+	return append(dst, ']'), nil
+}
+
+type member struct {
+	key string
+	val []byte
+}
+
+func canonObject(dst []byte, d *json.Decoder, depth int) ([]byte, error) {
+	var members []member
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string)
+		tok, err = d.Token()
+		if err != nil {
+			return nil, err
+		}
+		if tok == nil {
+			continue
+		}
+		val, err := canonToken(nil, d, tok, depth)
+		if err != nil {
+			return nil, err
+		}
+		members = append(members, member{key, val})
+	}
+	if _, err := d.Token(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
+	dst = append(dst, '{')
+	for i, m := range members {
+		if i > 0 {
+			if m.key == members[i-1].key {
+				return nil, fmt.Errorf("duplicate key %q", m.key)
+			}
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, m.key)
+		dst = append(dst, ':')
+		dst = append(dst, m.val...)
+	}
+	return append(dst, '}'), nil
+}
+
+// appendString writes s as a JSON string with the minimal escapes.
+func appendString(dst []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			dst = utf8.AppendRune(dst, r) // invalid bytes become U+FFFD
+			i += size
+			continue
+		}
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			if c < 0x20 {
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			} else {
+				dst = append(dst, c)
+			}
+		}
+		i++
+	}
+	return append(dst, '"')
+}
+
+// appendNumber writes the JSON number literal lit in its normal form: the
+// value's significant digits d (no leading or trailing zeros) and exponent e
+// (value = d × 10^e) are written as
+//
+//   - plain digits when e >= 0 and the integer has at most 21 digits
+//     ("100", "-7"; "-0" and "0.0" become "0");
+//   - a decimal fraction when the point falls within six places of the
+//     digits ("1.5", "0.000015");
+//   - otherwise d[0].d[1:]e<exp> ("1e+22" style without the plus: "1e22",
+//     "1.25e-9").
+func appendNumber(dst []byte, lit string) ([]byte, error) {
+	s := lit
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	mant, expText, hasExp := strings.Cut(strings.ToLower(s), "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	exp := int64(0)
+	if hasExp {
+		var err error
+		expText = strings.TrimPrefix(expText, "+")
+		if exp, err = strconv.ParseInt(expText, 10, 32); err != nil {
+			return nil, fmt.Errorf("number %q: exponent out of range", lit)
+		}
+	}
+	digits := strings.TrimLeft(intPart+frac, "0")
+	exp -= int64(len(frac))
+	if digits == "" {
+		return append(dst, '0'), nil
+	}
+	trimmed := strings.TrimRight(digits, "0")
+	exp += int64(len(digits) - len(trimmed))
+	digits = trimmed
+	if neg {
+		dst = append(dst, '-')
+	}
+	n := int64(len(digits))
+	point := n + exp // position of the decimal point relative to digits[0]
+	switch {
+	case exp >= 0 && point <= 21:
+		dst = append(dst, digits...)
+		for range exp {
+			dst = append(dst, '0')
+		}
+	case exp < 0 && point > 0:
+		dst = append(dst, digits[:point]...)
+		dst = append(dst, '.')
+		dst = append(dst, digits[point:]...)
+	case exp < 0 && point > -6:
+		dst = append(dst, '0', '.')
+		for range -point {
+			dst = append(dst, '0')
+		}
+		dst = append(dst, digits...)
+	default:
+		dst = append(dst, digits[0])
+		if n > 1 {
+			dst = append(dst, '.')
+			dst = append(dst, digits[1:]...)
+		}
+		dst = append(dst, 'e')
+		dst = strconv.AppendInt(dst, point-1, 10)
+	}
+	return dst, nil
+}

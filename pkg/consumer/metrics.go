@@ -1,0 +1,106 @@
+package consumer
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// instruments are the consumer's metrics. Labels are low-cardinality: topic, partition, group.
+type instruments struct {
+	group          attribute.KeyValue
+	consumed       metric.Int64Counter
+	sent           metric.Int64Counter
+	inFlight       metric.Int64UpDownCounter
+	processRetries metric.Int64Counter
+	publishRetries metric.Int64Counter
+	processTime    metric.Float64Histogram
+}
+
+// durationBuckets are the messaging semantic conventions' recommended boundaries, in seconds.
+var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+
+func newInstruments(m metric.Meter, c *Consumer) (*instruments, error) {
+	in := &instruments{group: attribute.String("messaging.consumer.group.name", c.cfg.GroupID)}
+	var err error
+	if in.consumed, err = m.Int64Counter("messaging.client.consumed.messages", metric.WithUnit("{message}"),
+		metric.WithDescription("Messages fetched from the channel topics.")); err != nil {
+		return nil, err
+	}
+	if in.sent, err = m.Int64Counter("messaging.client.sent.messages", metric.WithUnit("{message}"),
+		metric.WithDescription("Outcome and dead-letter records acknowledged by the brokers.")); err != nil {
+		return nil, err
+	}
+	if in.inFlight, err = m.Int64UpDownCounter("ordersync.consumer.in_flight", metric.WithUnit("{message}"),
+		metric.WithDescription("Messages between fetch and finish (bounded by worker.max_in_flight).")); err != nil {
+		return nil, err
+	}
+	if in.processRetries, err = m.Int64Counter("ordersync.consumer.process.retries", metric.WithUnit("{retry}"),
+		metric.WithDescription("Messages retried because a dependency was unavailable.")); err != nil {
+		return nil, err
+	}
+	if in.publishRetries, err = m.Int64Counter("ordersync.consumer.publish.retries", metric.WithUnit("{retry}"),
+		metric.WithDescription("Failed writes of outcome or dead-letter records, retried.")); err != nil {
+		return nil, err
+	}
+	if in.processTime, err = m.Float64Histogram("messaging.process.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time from fetch to finish of one message, including publishing its outcome."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...)); err != nil {
+		return nil, err
+	}
+	lag, err := m.Int64ObservableGauge("ordersync.consumer.lag", metric.WithUnit("{message}"),
+		metric.WithDescription("Messages in the partition not yet fetched (high watermark minus next fetch offset)."))
+	if err != nil {
+		return nil, err
+	}
+	commitLag, err := m.Int64ObservableGauge("ordersync.consumer.commit_lag", metric.WithUnit("{message}"),
+		metric.WithDescription("Messages in the partition past the committed offset (high watermark minus committed offset)."))
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for id, p := range c.parts {
+			hwm := p.hwm.Load()
+			if hwm < 0 {
+				continue
+			}
+			attrs := metric.WithAttributes(in.group, attribute.String("messaging.destination.name", id.topic),
+				attribute.String("messaging.destination.partition.id", strconv.Itoa(id.id)))
+			if next := p.fetchNext.Load(); next >= 0 {
+				o.ObserveInt64(lag, max(hwm-next, 0), attrs)
+			}
+			if committed := p.committed.Load(); committed >= 0 {
+				o.ObserveInt64(commitLag, max(hwm-committed, 0), attrs)
+			} else {
+				o.ObserveInt64(commitLag, hwm, attrs)
+			}
+		}
+		return nil
+	}, lag, commitLag)
+	if err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+func (in *instruments) topicAttrs(topic string) metric.MeasurementOption {
+	return metric.WithAttributes(attribute.String("messaging.system", "kafka"), in.group, attribute.String("messaging.destination.name", topic))
+}
+
+func (in *instruments) recordProcess(topic string, d time.Duration, errType string) {
+	attrs := []attribute.KeyValue{
+		attribute.String("messaging.system", "kafka"),
+		attribute.String("messaging.operation.name", "process"),
+		in.group,
+		attribute.String("messaging.destination.name", topic),
+	}
+	if errType != "" {
+		attrs = append(attrs, attribute.String("error.type", errType))
+	}
+	in.processTime.Record(context.Background(), d.Seconds(), metric.WithAttributes(attrs...))
+}

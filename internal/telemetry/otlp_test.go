@@ -118,7 +118,6 @@ func TestOTLPHTTPExport(t *testing.T) {
 		{name: "endpoint only (http/protobuf default)", env: map[string]string{}},
 		{name: "explicit http/protobuf", env: map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}},
 		{name: "OTEL_TRACES_EXPORTER=otlp", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}},
-		
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -73,7 +73,7 @@ func endSpan(t *testing.T, tel *Telemetry) trace.SpanContext {
 func resourceAttrs(s tracetest.SpanStub) map[string]string {
 	m := map[string]string{}
 	for _, kv := range s.Resource.Attributes() {
-		m[string(kv.Key)] = kv.Value.Emit()
+		m[string(kv.Key)] = kv.Value.String()
 	}
 	return m
 }

@@ -80,7 +80,9 @@ func startTopsim(t *testing.T, args ...string) (gatewayURL string, out *topsimOu
 	ctx, cancel := context.WithCancel(context.Background())
 	out = newTopsimOutput()
 	done := make(chan error, 1)
-	go func() { done <- runTopsim(ctx, append([]string{"--addr", "127.0.0.1:0"}, args...), topsimTestRules{}, out) }()
+	go func() {
+		done <- runTopsim(ctx, append([]string{"--addr", "127.0.0.1:0"}, args...), topsimTestRules{}, out)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {

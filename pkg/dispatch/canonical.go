@@ -195,11 +195,11 @@ func appendString(dst []byte, s string) []byte {
 // (value = d × 10^e) are written as
 //
 //   - plain digits when e >= 0 and the integer has at most 21 digits
-//     ("100", "-7"; "-0" and "0.0" become "0");
-//   - a decimal fraction when the point falls within six places of the
-//     digits ("1.5", "0.000015");
-//   - otherwise d[0].d[1:]e<exp> ("1e+22" style without the plus: "1e22",
-//     "1.25e-9").
+//     ("100" for 100, 1e2 and 100.0; "-0" and "0.0" become "0");
+//   - a decimal fraction when e < 0 and the point falls at most five zeros
+//     before the digits ("1.5", "0.000015");
+//   - otherwise scientific: d[0], "." and d[1:] if any, "e" and the
+//     exponent ("1e21", "1.25e-9").
 func appendNumber(dst []byte, lit string) ([]byte, error) {
 	s := lit
 	neg := strings.HasPrefix(s, "-")

@@ -123,9 +123,10 @@ func (r *Registry) NeedsSession(method string) (needs, known bool) {
 // gateway's system parameters such as app_key or sign are ignored if
 // present) with the same rules as [Channel.Prepare], and returns the key the
 // platform de-duplicates on: the channel's default key derived from the
-// parameters, or "sha256:" + hex SHA-256 of the canonical parameter JSON
-// where the parameters hold no key (icbu-trade always: its key lives in the
-// event envelope; mos-haiding when the refund/order number is absent). A
+// parameters or, where the parameters hold no key, "sha256:" + hex SHA-256
+// of the canonical JSON (see [Fingerprint]) of the request's one object
+// parameter. That is always so for icbu-trade, whose key lives in the event
+// envelope, and for a mos-haiding order or refund without its number. A
 // failed check is a *[FieldError] whose path starts at the parameter name
 // ("goods_details[0].price"); an unknown method wraps [ErrUnknownMethod].
 func (r *Registry) CheckParams(method string, params map[string]string) (key string, err error) {

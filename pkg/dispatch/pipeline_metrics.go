@@ -1,0 +1,68 @@
+package dispatch
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// pipelineMetrics are the pipeline's instruments; labels are low-cardinality only (channel,
+// status, method, result).
+type pipelineMetrics struct {
+	outcomes metric.Int64Counter
+	gwTime   metric.Float64Histogram
+	retries  metric.Int64Counter
+	bans     metric.Int64Counter
+	dedupes  metric.Int64Counter
+}
+
+func (pm *pipelineMetrics) init(m metric.Meter) error {
+	var err error
+	if pm.outcomes, err = m.Int64Counter("ordersync.outcomes", metric.WithUnit("{outcome}"),
+		metric.WithDescription("Outcomes by channel and status (succeeded, failed, rejected, duplicate).")); err != nil {
+		return err
+	}
+	if pm.gwTime, err = m.Float64Histogram("ordersync.gateway.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of one TOP gateway call attempt, by method and result."),
+		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)); err != nil {
+		return err
+	}
+	if pm.retries, err = m.Int64Counter("ordersync.gateway.retries", metric.WithUnit("{retry}"),
+		metric.WithDescription("Gateway calls retried after a transient error, by method.")); err != nil {
+		return err
+	}
+	if pm.bans, err = m.Int64Counter("ordersync.gateway.bans", metric.WithUnit("{ban}"),
+		metric.WithDescription("Flow-control bans met (code 7, 'ban will last N seconds'), by method.")); err != nil {
+		return err
+	}
+	if pm.dedupes, err = m.Int64Counter("ordersync.dedupe.results", metric.WithUnit("{claim}"),
+		metric.WithDescription("Dedupe claim results: claimed, duplicate, in_progress, conflict.")); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (pm *pipelineMetrics) outcome(ctx context.Context, channel, status string) {
+	pm.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("ordersync.channel", channel), attribute.String("ordersync.status", status)))
+}
+
+func (pm *pipelineMetrics) gateway(ctx context.Context, method, result string, d time.Duration) {
+	pm.gwTime.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("ordersync.top.method", method), attribute.String("ordersync.result", result)))
+}
+
+func (pm *pipelineMetrics) retry(ctx context.Context, method string) {
+	pm.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("ordersync.top.method", method)))
+}
+
+func (pm *pipelineMetrics) ban(ctx context.Context, method string) {
+	pm.bans.Add(ctx, 1, metric.WithAttributes(attribute.String("ordersync.top.method", method)))
+}
+
+func (pm *pipelineMetrics) dedupe(ctx context.Context, result string) {
+	pm.dedupes.Add(ctx, 1, metric.WithAttributes(attribute.String("ordersync.dedupe.result", result)))
+}
+
+func pid() int { return os.Getpid() }

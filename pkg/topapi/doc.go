@@ -13,6 +13,9 @@
 // [Config.MaxBanWait] are not waited out; they are returned as an error that
 // matches [ErrLongBan], so the caller can park the work instead.
 //
+// Channels with a gateway of their own use [Client.WithGateway], which shares
+// the rate limiters and bans of the client it comes from.
+//
 // The app secret and session keys never appear in errors, logs or String
 // output.
 //

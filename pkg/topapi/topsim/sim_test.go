@@ -680,11 +680,16 @@ func TestNewValidates(t *testing.T) {
 }
 
 // BenchmarkRoundTrip measures client → simulator calls over real HTTP
-// (loopback), signing and checking hmac-sha256 on every call.
+// (loopback, keep-alive), signing and checking hmac-sha256 on every call,
+// with 16 callers per CPU as a worker with many calls in flight would have.
+// Client and simulator share the machine's CPUs.
 func BenchmarkRoundTrip(b *testing.B) {
 	_, srv := newSim(b, nil)
 	c := newClient(b, srv, nil)
 	b.ReportAllocs()
+	b.SetParallelism(16)
+	start := time.Now()
+	defer func() { b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s") }()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {

@@ -101,19 +101,26 @@ func appendPending(p []groupOrAttrs, g groupOrAttrs) []groupOrAttrs {
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
 	sc := trace.SpanContextFromContext(ctx)
 	msg := MaskPhone(r.Message)
-	changed := msg != r.Message
+	if msg == r.Message && len(h.pending) == 0 && !sc.IsValid() {
+		// Common case without a span: pass r through unless an attribute
+		// needs masking (checked without allocating).
+		changed := false
+		r.Attrs(func(a slog.Attr) bool {
+			_, changed = maskAttr(a)
+			return !changed
+		})
+		if !changed {
+			return h.next.Handle(ctx, r)
+		}
+	}
 	var attrs []slog.Attr
 	if r.NumAttrs() > 0 {
 		attrs = make([]slog.Attr, 0, r.NumAttrs())
 		r.Attrs(func(a slog.Attr) bool {
-			m, ch := maskAttr(a)
-			changed = changed || ch
+			m, _ := maskAttr(a)
 			attrs = append(attrs, m)
 			return true
 		})
-	}
-	if !changed && len(h.pending) == 0 && !sc.IsValid() {
-		return h.next.Handle(ctx, r)
 	}
 
 	out := slog.NewRecord(r.Time, r.Level, msg, r.PC)

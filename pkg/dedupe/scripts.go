@@ -1,0 +1,142 @@
+package dedupe
+
+import "github.com/redis/go-redis/v9"
+
+// A record is one Redis string per key, a header line and the variable parts back to back:
+//
+//	<s><t> <x> <len(o)> <len(f)>\n<o><f><r>
+//
+//	s  state: 'c' claimed, 'd' done, 'r' released
+//	t  fencing token, decimal; it only grows while the record exists
+//	x  lease expiry, Unix milliseconds of the Redis server clock (claimed; 0 otherwise)
+//	o  owner of the current (or last) claim, any bytes
+//	f  fingerprint the key is bound to, any bytes
+//	r  outcome bytes (done; empty otherwise)
+//
+// e.g. "c1 1763690400000 5 64\npod-a<64 hex chars>". A string rather than a hash keeps a done record
+// compact: a hash holding an outcome longer than hash-max-listpack-value (64 bytes by default) switches to
+// the hashtable encoding, about 40% larger for a typical 600-byte outcome. Every write is one SET ... PX,
+// so no record ever exists without a TTL. decodeRecord in store.go reads the same format.
+//
+// Every script reads the clock with TIME on the server, so the replicas' clocks never matter. Numbers are
+// written with string.format('%d') so they never turn into floats.
+const luaHelpers = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function num(n) return string.format('%d', n) end
+local function encode(s, t, x, o, f, r)
+  return s .. num(t) .. ' ' .. num(x) .. ' ' .. num(#o) .. ' ' .. num(#f) .. '\n' .. o .. f .. (r or '')
+end
+local function decode(key, v)
+  local nl = string.find(v, '\n', 1, true)
+  if nl then
+    local s, t, x, lo, lf = string.match(string.sub(v, 1, nl - 1), '^([cdr])(%d+) (%d+) (%d+) (%d+)$')
+    if s then
+      lo, lf = tonumber(lo), tonumber(lf)
+      if #v >= nl + lo + lf then
+        return {s = s, t = tonumber(t), x = tonumber(x),
+                o = string.sub(v, nl + 1, nl + lo),
+                f = string.sub(v, nl + lo + 1, nl + lo + lf),
+                r = string.sub(v, nl + lo + lf + 1)}
+      end
+    end
+  end
+  error('dedupe: malformed record ' .. key)
+end
+`
+
+// claimScript: KEYS[1] record; ARGV fingerprint, owner, lease ms, record TTL ms.
+// Reply {state, token, owner, lease expiry ms, outcome}; state 1 claimed, 2 in progress, 3 done, 4 conflict.
+var claimScript = redis.NewScript(luaHelpers + `
+local key, fp, owner = KEYS[1], ARGV[1], ARGV[2]
+local lease, ttl = tonumber(ARGV[3]), ARGV[4]
+local v = redis.call('GET', key)
+local now = now_ms()
+if not v then
+  local exp = now + lease
+  redis.call('SET', key, encode('c', 1, exp, owner, fp), 'PX', ttl)
+  return {1, 1, owner, exp, ''}
+end
+local r = decode(key, v)
+if r.f ~= fp then
+  return {4, 0, '', 0, ''}
+end
+if r.s == 'd' then
+  return {3, r.t, r.o, 0, r.r}
+end
+if r.s == 'c' then
+  if r.o == owner then
+    local exp = math.max(r.x, now + lease)
+    redis.call('SET', key, encode('c', r.t, exp, owner, fp), 'PX', ttl)
+    return {1, r.t, owner, exp, ''}
+  end
+  if r.x > now then
+    return {2, r.t, r.o, r.x, ''}
+  end
+end
+-- an expired claim, or a released one: the next token
+local t, exp = r.t + 1, now + lease
+redis.call('SET', key, encode('c', t, exp, owner, fp), 'PX', ttl)
+return {1, t, owner, exp, ''}
+`)
+
+// renewScript: KEYS[1] record; ARGV owner, token, lease ms, record TTL ms. Reply 1 renewed, 0 lease lost.
+var renewScript = redis.NewScript(luaHelpers + `
+local key = KEYS[1]
+local v = redis.call('GET', key)
+if not v then
+  return 0
+end
+local r = decode(key, v)
+if r.s ~= 'c' or r.o ~= ARGV[1] or r.t ~= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('SET', key, encode('c', r.t, now_ms() + tonumber(ARGV[3]), r.o, r.f), 'PX', ARGV[4])
+return 1
+`)
+
+// completeScript: KEYS[1] record; ARGV owner, token, outcome, retention ms. Reply 1 done, 0 lease lost.
+// Completing again with the same owner, token and outcome succeeds without a write (a retried call).
+var completeScript = redis.NewScript(luaHelpers + `
+local key = KEYS[1]
+local v = redis.call('GET', key)
+if not v then
+  return 0
+end
+local r = decode(key, v)
+if r.o ~= ARGV[1] or r.t ~= tonumber(ARGV[2]) then
+  return 0
+end
+if r.s == 'c' then
+  redis.call('SET', key, encode('d', r.t, 0, r.o, r.f, ARGV[3]), 'PX', ARGV[4])
+  return 1
+end
+if r.s == 'd' and r.r == ARGV[3] then
+  return 1
+end
+return 0
+`)
+
+// releaseScript: KEYS[1] record; ARGV owner, token, record TTL ms. Reply 1 released, 0 lease lost.
+// The record stays as a tombstone holding the token and fingerprint; releasing it again succeeds.
+var releaseScript = redis.NewScript(luaHelpers + `
+local key = KEYS[1]
+local v = redis.call('GET', key)
+if not v then
+  return 0
+end
+local r = decode(key, v)
+if r.o ~= ARGV[1] or r.t ~= tonumber(ARGV[2]) then
+  return 0
+end
+if r.s == 'c' then
+  redis.call('SET', key, encode('r', r.t, 0, r.o, r.f), 'PX', ARGV[3])
+  return 1
+end
+if r.s == 'r' then
+  return 1
+end
+return 0
+`)

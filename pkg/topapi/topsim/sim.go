@@ -81,7 +81,7 @@ type Sim struct {
 	now      func() time.Time
 	mux      *http.ServeMux
 	done     chan struct{}
-	closeMu  sync.Once
+	closeOnce  sync.Once
 
 	mu       sync.Mutex // guards everything below
 	rng      *rand.Rand
@@ -139,7 +139,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTT
 
 // Close ends hangs and delays in progress (they answer at once) and makes
 // later ones end at once. It is idempotent.
-func (s *Sim) Close() { s.closeMu.Do(func() { close(s.done) }) }
+func (s *Sim) Close() { s.closeOnce.Do(func() { close(s.done) }) }
 
 // String describes the simulator without its secret.
 func (s *Sim) String() string {

@@ -74,14 +74,14 @@ type Config struct {
 // Sim is the gateway simulator. It is safe for concurrent use. Call Close
 // to end hangs and delays still in progress.
 type Sim struct {
-	appKey   string
-	secret   string
-	sessions map[string]bool
-	rules    Rules
-	now      func() time.Time
-	mux      *http.ServeMux
-	done     chan struct{}
-	closeOnce  sync.Once
+	appKey    string
+	secret    string
+	sessions  map[string]bool
+	rules     Rules
+	now       func() time.Time
+	mux       *http.ServeMux
+	done      chan struct{}
+	closeOnce sync.Once
 
 	mu       sync.Mutex // guards everything below
 	rng      *rand.Rand

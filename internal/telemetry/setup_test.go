@@ -1,8 +1,10 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -220,6 +222,17 @@ func TestSetupDisabledPropagates(t *testing.T) {
 	defer span.End()
 	if got := span.SpanContext().TraceID(); got != parent.TraceID() {
 		t.Errorf("trace id = %s, want %s", got, parent.TraceID())
+	}
+}
+
+// Setup reports asynchronous OTel errors to Options.Logger.
+func TestSetupLogger(t *testing.T) {
+	cleanEnv(t)
+	var buf bytes.Buffer
+	setup(t, Options{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	otel.Handle(errors.New("export failed"))
+	if got := buf.String(); !strings.Contains(got, `"level":"WARN"`) || !strings.Contains(got, `"error":"export failed"`) {
+		t.Errorf("log = %q, want a warning with the error", got)
 	}
 }
 

@@ -94,7 +94,9 @@ func newResource(ctx context.Context, version string, getenv func(string) string
 func newPropagator(getenv func(string) string) (propagation.TextMapPropagator, error) {
 	v := strings.TrimSpace(getenv("OTEL_PROPAGATORS"))
 	if v == "" {
-		return autoprop.NewTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}), nil
+		// Not autoprop.NewTextMapPropagator: it reads the process environment
+		// itself, bypassing getenv.
+		return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}), nil
 	}
 	names := strings.Split(v, ",")
 	for i := range names {

@@ -226,15 +226,17 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.sign.init(cfg.AppSecret, cfg.SignMethod)
 	if c.hc == nil {
-		c.own = newTransport()
+		c.own = NewTransport()
 		c.hc = &http.Client{Transport: c.own}
 	}
 	return c, nil
 }
 
-// newTransport is the default transport: HTTP/1.1 keep-alive with enough
-// idle connections for hundreds of concurrent calls to one gateway.
-func newTransport() *http.Transport {
+// NewTransport returns the transport a Client uses when Config.HTTPClient is
+// nil: HTTP/1.1 keep-alive with enough idle connections for hundreds of
+// concurrent calls to one gateway. Callers that wrap the transport (tracing)
+// start from it.
+func NewTransport() *http.Transport {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersync/ordersync/pkg/consumer"
+)
+
+// health serves /healthz (the process is alive) and /readyz (group joined, Redis and a broker
+// reachable, not shutting down). Dependency checks are cached briefly so probes cannot hammer them.
+type health struct {
+	consumer *consumer.Consumer
+	redis    redis.UniversalClient
+	dialer   *kafka.Dialer
+	brokers  []string
+
+	mu      sync.Mutex
+	checked time.Time
+	lastErr error
+}
+
+func (h *health) live(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
+}
+
+func (h *health) ready(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := h.check(r.Context()); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready:", err)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func (h *health) check(ctx context.Context) error {
+	if !h.consumer.Ready() {
+		return fmt.Errorf("consumer group not joined")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if time.Since(h.checked) < 2*time.Second {
+		return h.lastErr
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	h.lastErr = h.dependencies(ctx)
+	h.checked = time.Now()
+	return h.lastErr
+}
+
+func (h *health) dependencies(ctx context.Context) error {
+	if err := h.redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	var err error
+	for _, b := range h.brokers {
+		var conn *kafka.Conn
+		if conn, err = h.dialer.DialContext(ctx, "tcp", b); err == nil {
+			conn.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("kafka: %w", err)
+}

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ordersync/ordersync/internal/telemetry"
+	"github.com/ordersync/ordersync/pkg/consumer"
+	"github.com/ordersync/ordersync/pkg/dedupe"
+	"github.com/ordersync/ordersync/pkg/dispatch"
+	"github.com/ordersync/ordersync/pkg/topapi"
+)
+
+// hooks lets dev mode and tests observe the running worker.
+type hooks struct {
+	// ready is called once the HTTP listener is up, with its address.
+	ready func(httpAddr string)
+	// telemetry overrides the OpenTelemetry setup options (tests inject span exporters).
+	telemetry *telemetry.Options
+}
+
+// serve runs the worker until ctx is cancelled, then shuts down in order within
+// worker.shutdown_timeout: stop fetching → drain in-flight events → flush the producer → commit →
+// close Redis, HTTP and telemetry.
+func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut io.Writer, h *hooks) error {
+	if h == nil {
+		h = &hooks{}
+	}
+	log := telemetry.NewLogger(logOut, cfg.Log.Format, logLevel(cfg.Log.Level))
+	topts := telemetry.Options{ServiceVersion: version}
+	if h.telemetry != nil {
+		topts = *h.telemetry
+		topts.ServiceVersion = version
+	}
+	tel, err := telemetry.Setup(ctx, topts)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	// Everything below is closed with a context that outlives ctx by the shutdown timeout.
+	shutdownCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), cfg.Worker.ShutdownTimeout)
+	}
+	defer func() {
+		sctx, cancel := shutdownCtx()
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry shutdown", "err", err)
+		}
+	}()
+	tp, mp := tel.TracerProvider(), tel.MeterProvider()
+
+	rdb, err := newRedis(cfg.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := telemetry.InstrumentRedis(rdb, tp, mp); err != nil {
+		return fmt.Errorf("instrument redis: %w", err)
+	}
+	store, err := dedupe.New(rdb, dedupe.Config{Prefix: cfg.Redis.KeyPrefix})
+	if err != nil {
+		return err
+	}
+
+	registry, err := dispatch.NewRegistry(cfg.ChannelTopics())
+	if err != nil {
+		return err
+	}
+	httpClient := &http.Client{Transport: telemetry.HTTPTransport(topapi.NewTransport(), tp, mp)}
+	client, err := topapi.New(topapi.Config{
+		Gateway:           cfg.Top.GatewayURL,
+		AppKey:            cfg.Top.AppKey,
+		AppSecret:         string(cfg.Top.AppSecret),
+		SignMethod:        cfg.Top.SignMethod,
+		PartnerID:         "ordersync-" + version,
+		Timeout:           cfg.Top.Timeout,
+		HTTPClient:        httpClient,
+		QPS:               cfg.Top.QPS,
+		Burst:             cfg.Top.Burst,
+		MaxBanWait:        cfg.Top.MaxBanWait,
+		RetryableSubCodes: cfg.Top.RetryableSubCodes,
+	})
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+	callers := make(map[string]dispatch.Caller)
+	for id, ch := range cfg.Channels {
+		if ch.Enabled && ch.GatewayURL != "" {
+			c, err := client.WithGateway(ch.GatewayURL)
+			if err != nil {
+				return fmt.Errorf("channels.%s.gateway_url: %w", id, err)
+			}
+			callers[id] = c
+		}
+	}
+	host, _ := os.Hostname()
+	pipeline, err := dispatch.NewPipeline(dispatch.PipelineConfig{
+		Registry:        registry,
+		Dedupe:          store,
+		Caller:          client,
+		Callers:         callers,
+		Sessions:        sessions,
+		DefaultSeller:   cfg.Top.DefaultSeller,
+		ResultsTopic:    cfg.Kafka.ResultsTopic,
+		DLQTopic:        cfg.Kafka.DLQTopic,
+		Owner:           fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()),
+		Lease:           cfg.Worker.Lease,
+		Retention:       cfg.Worker.Retention,
+		MaxMessageBytes: cfg.Worker.MaxMessageBytes,
+		Retry: dispatch.Retry{
+			InitialInterval:     cfg.Top.Retry.InitialInterval,
+			Multiplier:          cfg.Top.Retry.Multiplier,
+			MaxInterval:         cfg.Top.Retry.MaxInterval,
+			RandomizationFactor: cfg.Top.Retry.RandomizationFactor,
+			MaxElapsedTime:      cfg.Top.Retry.MaxElapsedTime,
+		},
+		Logger:         log,
+		TracerProvider: tp,
+		MeterProvider:  mp,
+	})
+	if err != nil {
+		return err
+	}
+
+	dialer, transport, err := kafkaClients(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	writer := &kafka.Writer{
+		Addr:     kafka.TCP(cfg.Kafka.Brokers...),
+		Balancer: &kafka.Murmur2Balancer{}, // same partition for a key as the Java client
+		// Every outcome must be on all in-sync replicas before its offset can be committed.
+		RequiredAcks: kafka.RequireAll,
+		// Concurrent events are batched together; the 1s default would add a second to each.
+		BatchTimeout: 2 * time.Millisecond,
+		BatchSize:    500,
+		WriteTimeout: 10 * time.Second,
+		MaxAttempts:  3,
+		Transport:    transport,
+		Logger:       kafka.LoggerFunc(func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...), "component", "kafka") }),
+		ErrorLogger:  kafka.LoggerFunc(func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...), "component", "kafka") }),
+	}
+	startOffset := kafka.FirstOffset
+	if cfg.Kafka.StartOffset == "last" {
+		startOffset = kafka.LastOffset
+	}
+	cons, err := consumer.New(consumer.Config{
+		Brokers:           cfg.Kafka.Brokers,
+		GroupID:           cfg.Kafka.GroupID,
+		Topics:            registry.Topics(),
+		Writer:            writer,
+		Dialer:            dialer,
+		StartOffset:       startOffset,
+		MinBytes:          cfg.Kafka.MinBytes,
+		MaxBytes:          cfg.Kafka.MaxBytes,
+		MaxWait:           cfg.Kafka.MaxWait,
+		CommitInterval:    cfg.Kafka.CommitInterval,
+		SessionTimeout:    cfg.Kafka.SessionTimeout,
+		RebalanceTimeout:  cfg.Kafka.RebalanceTimeout,
+		HeartbeatInterval: cfg.Kafka.HeartbeatInterval,
+		MaxInFlight:       cfg.Worker.MaxInFlight,
+		// Leave a quarter of the shutdown budget for flushing, committing and closing.
+		DrainTimeout:   cfg.Worker.ShutdownTimeout * 3 / 4,
+		Logger:         log,
+		TracerProvider: tp,
+		MeterProvider:  mp,
+		Propagator:     tel.Propagator(),
+	}, pipeline)
+	if err != nil {
+		return err
+	}
+
+	health := &health{consumer: cons, redis: rdb, dialer: dialer, brokers: cfg.Kafka.Brokers}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", health.live)
+	mux.HandleFunc("GET /readyz", health.ready)
+	mux.Handle("GET /metrics", tel.MetricsHandler())
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http.addr: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	log.Info("ordersync starting", "version", version, "brokers", strings.Join(cfg.Kafka.Brokers, ","), "group", cfg.Kafka.GroupID,
+		"topics", strings.Join(registry.Topics(), ","), "results", cfg.Kafka.ResultsTopic, "dlq", cfg.Kafka.DLQTopic,
+		"redis", strings.Join(cfg.Redis.Addrs, ","), "gateway", cfg.Top.GatewayURL, "http", ln.Addr().String(),
+		"max_in_flight", cfg.Worker.MaxInFlight)
+	if h.ready != nil {
+		h.ready(ln.Addr().String())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		err := cons.Run(gctx)
+		// The consumer has drained and committed: flush the producer, then stop HTTP.
+		sctx, cancel := shutdownCtx()
+		defer cancel()
+		if werr := writer.Close(); werr != nil {
+			log.Warn("close producer", "err", werr)
+		}
+		if herr := srv.Shutdown(sctx); herr != nil {
+			log.Warn("http shutdown", "err", herr)
+		}
+		return err
+	})
+
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err := <-done:
+		log.Info("ordersync stopped")
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.Worker.ShutdownTimeout)
+	select {
+	case err := <-done:
+		log.Info("ordersync stopped")
+		return err
+	case <-time.After(cfg.Worker.ShutdownTimeout):
+		return fmt.Errorf("shutdown did not finish within worker.shutdown_timeout (%s)", cfg.Worker.ShutdownTimeout)
+	}
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// newRedis builds the Redis client: one address is a single node, several a Cluster, and with
+// master_name the addresses are Sentinels.
+func newRedis(c RedisConfig) (redis.UniversalClient, error) {
+	opts := &redis.UniversalOptions{
+		Addrs:                 c.Addrs,
+		MasterName:            c.MasterName,
+		Username:              c.Username,
+		Password:              string(c.Password),
+		DB:                    c.DB,
+		DialTimeout:           c.DialTimeout,
+		ContextTimeoutEnabled: true,
+	}
+	if c.TLS.Enabled {
+		cfg, err := tlsConfig(c.TLS.CAFile, "", "", false)
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls: %w", err)
+		}
+		opts.TLSConfig = cfg
+	}
+	return redis.NewUniversalClient(opts), nil
+}
+
+// kafkaClients builds the dialer (consumer group and fetchers) and the transport (producer)
+// with the configured TLS and SASL.
+func kafkaClients(c KafkaConfig) (*kafka.Dialer, *kafka.Transport, error) {
+	dialer := &kafka.Dialer{ClientID: c.ClientID, Timeout: 10 * time.Second, DualStack: true}
+	transport := &kafka.Transport{ClientID: c.ClientID, DialTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	if c.TLS.Enabled {
+		cfg, err := tlsConfig(c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile, c.TLS.InsecureSkipVerify)
+		if err != nil {
+			return nil, nil, fmt.Errorf("kafka.tls: %w", err)
+		}
+		dialer.TLS, transport.TLS = cfg, cfg
+	}
+	if c.SASL.Mechanism != "" {
+		mech, err := saslMechanism(c.SASL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("kafka.sasl: %w", err)
+		}
+		dialer.SASLMechanism, transport.SASL = mech, mech
+	}
+	return dialer, transport, nil
+}
+
+func saslMechanism(c KafkaSASL) (sasl.Mechanism, error) {
+	switch c.Mechanism {
+	case "plain":
+		return plain.Mechanism{Username: c.Username, Password: string(c.Password)}, nil
+	case "scram-sha-256":
+		return scram.Mechanism(scram.SHA256, c.Username, string(c.Password))
+	case "scram-sha-512":
+		return scram.Mechanism(scram.SHA512, c.Username, string(c.Password))
+	}
+	return nil, fmt.Errorf("unknown mechanism %q", c.Mechanism)
+}
+
+func tlsConfig(caFile, certFile, keyFile string, insecure bool) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // opt-in via config
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificates", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}

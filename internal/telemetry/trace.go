@@ -62,7 +62,6 @@ func disabledTracerProvider() trace.TracerProvider { return noop.NewTracerProvid
 // newResource describes this process. Later sources win: the defaults, then
 // host and SDK attributes, then OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME.
 func newResource(ctx context.Context, version string, getenv func(string) string) (*resource.Resource, error) {
-	attrs := []resource.Option{}
 	base := []attribute.KeyValue{semconv.ServiceName(DefaultServiceName)}
 	if version != "" {
 		base = append(base, semconv.ServiceVersion(version))
@@ -73,14 +72,13 @@ func newResource(ctx context.Context, version string, getenv func(string) string
 			break
 		}
 	}
-	attrs = append(attrs,
+	res, err := resource.New(ctx,
 		resource.WithSchemaURL(semconv.SchemaURL),
 		resource.WithAttributes(base...),
 		resource.WithHost(),
 		resource.WithTelemetrySDK(),
 		resource.WithFromEnv(),
 	)
-	res, err := resource.New(ctx, attrs...)
 	if err != nil {
 		return nil, fmt.Errorf("resource (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME): %w", err)
 	}

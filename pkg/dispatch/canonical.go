@@ -1,13 +1,11 @@
 package dispatch
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,98 +41,89 @@ func Fingerprint(request json.RawMessage, seller string) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// canonicalDepth bounds the recursion of appendCanonical; envelopes are
+// canonicalDepth bounds the nesting appendCanonical accepts; envelopes are
 // already limited to MaxDepth.
 const canonicalDepth = 2 * MaxDepth
 
 // appendCanonical appends the canonical form of the single JSON value in data.
 func appendCanonical(dst, data []byte) ([]byte, error) {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	out, err := canonValue(dst, d, 0)
+	l := &lexer{data: data}
+	out, err := canonValue(dst, l, 0)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := d.Token(); err != io.EOF {
+	if !l.atEnd() {
 		return nil, errors.New("data after the JSON value")
 	}
 	return out, nil
 }
 
-func canonValue(dst []byte, d *json.Decoder, depth int) ([]byte, error) {
-	tok, err := d.Token()
-	if err != nil {
-		return nil, err
-	}
-	return canonToken(dst, d, tok, depth)
-}
-
-func canonToken(dst []byte, d *json.Decoder, tok json.Token, depth int) ([]byte, error) {
-	switch t := tok.(type) {
-	case nil:
-		return append(dst, "null"...), nil
-	case bool:
-		return strconv.AppendBool(dst, t), nil
-	case string:
-		return appendString(dst, t), nil
-	case json.Number:
-		return appendNumber(dst, string(t))
-	case json.Delim:
+func canonValue(dst []byte, l *lexer, depth int) ([]byte, error) {
+	switch c := l.peek(); {
+	case c == '{' || c == '[':
 		if depth >= canonicalDepth {
 			return nil, errors.New("nested too deeply")
 		}
-		if t == '[' {
-			return canonArray(dst, d, depth+1)
+		if c == '[' {
+			return canonArray(dst, l, depth+1)
 		}
-		return canonObject(dst, d, depth+1)
+		return canonObject(dst, l, depth+1)
+	case c == '"':
+		s, err := l.str()
+		return appendString(dst, s), err
+	case c == 't':
+		return append(dst, "true"...), l.literal("true")
+	case c == 'f':
+		return append(dst, "false"...), l.literal("false")
+	case c == 'n':
+		return append(dst, "null"...), l.literal("null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		lit, err := l.number()
+		if err != nil {
+			return nil, err
+		}
+		return appendNumber(dst, lit)
+	default:
+		return nil, l.unexpected()
 	}
-	return nil, fmt.Errorf("unexpected token %v", tok)
 }
 
-func canonArray(dst []byte, d *json.Decoder, depth int) ([]byte, error) {
+func canonArray(dst []byte, l *lexer, depth int) ([]byte, error) {
 	dst = append(dst, '[')
-	for i := 0; d.More(); i++ {
+	err := l.array(func(i int) error {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		var err error
-		if dst, err = canonValue(dst, d, depth); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := d.Token(); err != nil {
+		dst, err = canonValue(dst, l, depth)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return append(dst, ']'), nil
 }
 
+// member is an object member whose canonical value is scratch[start:end].
 type member struct {
-	key string
-	val []byte
+	key        string
+	start, end int
 }
 
-func canonObject(dst []byte, d *json.Decoder, depth int) ([]byte, error) {
+func canonObject(dst []byte, l *lexer, depth int) ([]byte, error) {
+	var scratch []byte
 	var members []member
-	for d.More() {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, err
+	err := l.object(func(key string) error {
+		if l.peek() == 'n' { // null members are absent
+			return l.literal("null")
 		}
-		key, _ := tok.(string)
-		tok, err = d.Token()
-		if err != nil {
-			return nil, err
-		}
-		if tok == nil {
-			continue
-		}
-		val, err := canonToken(nil, d, tok, depth)
-		if err != nil {
-			return nil, err
-		}
-		members = append(members, member{key, val})
-	}
-	if _, err := d.Token(); err != nil {
+		start := len(scratch)
+		var err error
+		scratch, err = canonValue(scratch, l, depth)
+		members = append(members, member{key, start, len(scratch)})
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
@@ -148,23 +137,34 @@ func canonObject(dst []byte, d *json.Decoder, depth int) ([]byte, error) {
 		}
 		dst = appendString(dst, m.key)
 		dst = append(dst, ':')
-		dst = append(dst, m.val...)
+		dst = append(dst, scratch[m.start:m.end]...)
 	}
 	return append(dst, '}'), nil
 }
 
-// appendString writes s as a JSON string with the minimal escapes.
+// appendString writes s as a JSON string with the minimal escapes; invalid
+// UTF-8 becomes U+FFFD.
 func appendString(dst []byte, s string) []byte {
 	const hexDigits = "0123456789abcdef"
 	dst = append(dst, '"')
+	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c >= utf8.RuneSelf {
 			r, size := utf8.DecodeRuneInString(s[i:])
-			dst = utf8.AppendRune(dst, r) // invalid bytes become U+FFFD
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, s[start:i]...)
+				dst = append(dst, "\ufffd"...)
+				start = i + 1
+			}
 			i += size
 			continue
 		}
+		if c >= 0x20 && c != '"' && c != '\\' {
+			i++
+			continue
+		}
+		dst = append(dst, s[start:i]...)
 		switch c {
 		case '"', '\\':
 			dst = append(dst, '\\', c)
@@ -179,14 +179,12 @@ func appendString(dst []byte, s string) []byte {
 		case '\t':
 			dst = append(dst, '\\', 't')
 		default:
-			if c < 0x20 {
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			} else {
-				dst = append(dst, c)
-			}
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
 		i++
+		start = i
 	}
+	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
 

@@ -1,11 +1,9 @@
 package dispatch
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"slices"
 	"strconv"
@@ -251,14 +249,12 @@ func isNegativeDecimal(s string) bool {
 // at their exact path, and every check rule is applied as values arrive. It
 // stops at the first problem.
 type binder struct {
-	dec  *json.Decoder
+	lx   lexer
 	segs []seg
 }
 
 func newBinder(data []byte, root string) *binder {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	b := &binder{dec: d, segs: make([]seg, 0, 8)}
+	b := &binder{lx: lexer{data: data}, segs: make([]seg, 0, 8)}
 	if root != "" {
 		b.segs = append(b.segs, keySeg(root))
 	}
@@ -269,30 +265,20 @@ func (b *binder) fail(reason string) error {
 	return &FieldError{Path: formatPath(b.segs), Reason: reason}
 }
 
-func (b *binder) token() (json.Token, error) {
-	t, err := b.dec.Token()
-	if err != nil {
-		return nil, b.syntax(err)
-	}
-	return t, nil
-}
-
+// syntax reports a lexer error at the current path; errors about a whole
+// message value (empty path) give the byte offset.
 func (b *binder) syntax(err error) error {
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &se):
-		return b.fail("invalid JSON: " + se.Error())
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return b.fail("invalid JSON: unexpected end of input")
-	default:
-		return b.fail("invalid JSON: " + err.Error())
+	var se *syntaxError
+	if len(b.segs) == 0 && errors.As(err, &se) {
+		return b.fail(fmt.Sprintf("invalid JSON at offset %d: %s", se.off, se.msg))
 	}
+	return b.fail("invalid JSON: " + err.Error())
 }
 
 // end checks that nothing but white space follows the decoded value.
 func (b *binder) end(root int) error {
 	b.segs = b.segs[:root]
-	if _, err := b.dec.Token(); err != io.EOF {
+	if !b.lx.atEnd() {
 		return b.fail("invalid JSON: data after the value")
 	}
 	return nil
@@ -300,11 +286,14 @@ func (b *binder) end(root int) error {
 
 // value decodes the next JSON value into v, described by f.
 func (b *binder) value(v reflect.Value, f *fieldInfo) error {
-	tok, err := b.token()
-	if err != nil {
-		return err
+	c := b.lx.peek()
+	if !isValueStart(c) {
+		return b.syntax(b.lx.unexpected())
 	}
-	if tok == nil { // null: absent
+	if c == 'n' { // null: absent
+		if err := b.lx.literal("null"); err != nil {
+			return b.syntax(err)
+		}
 		if f.rule.required {
 			return b.fail(ReasonRequired)
 		}
@@ -312,32 +301,46 @@ func (b *binder) value(v reflect.Value, f *fieldInfo) error {
 	}
 	switch f.kind {
 	case kindString:
-		s, ok := tok.(string)
-		if !ok {
+		if c != '"' {
 			return b.fail("must be a string")
+		}
+		s, err := b.lx.str()
+		if err != nil {
+			return b.syntax(err)
 		}
 		if reason := f.rule.checkString(s); reason != "" {
 			return b.fail(reason)
 		}
 		setScalar(v, reflect.ValueOf(s), f.ptr)
 	case kindInt:
-		lit, ok := tok.(json.Number)
-		if !ok {
+		if c != '-' && (c < '0' || c > '9') {
 			return b.fail("must be a number")
 		}
-		n, reason := f.rule.parseInt(string(lit))
+		lit, err := b.lx.number()
+		if err != nil {
+			return b.syntax(err)
+		}
+		n, reason := f.rule.parseInt(lit)
 		if reason != "" {
 			return b.fail(reason)
 		}
 		setScalar(v, reflect.ValueOf(n), f.ptr)
 	case kindBool:
-		x, ok := tok.(bool)
-		if !ok {
+		var err error
+		switch c {
+		case 't':
+			err = b.lx.literal("true")
+		case 'f':
+			err = b.lx.literal("false")
+		default:
 			return b.fail("must be a boolean")
 		}
-		setScalar(v, reflect.ValueOf(x), f.ptr)
+		if err != nil {
+			return b.syntax(err)
+		}
+		setScalar(v, reflect.ValueOf(c == 't'), f.ptr)
 	case kindStruct:
-		if tok != json.Delim('{') {
+		if c != '{' {
 			return b.fail("must be an object")
 		}
 		target := v
@@ -348,9 +351,15 @@ func (b *binder) value(v reflect.Value, f *fieldInfo) error {
 		}
 		return b.object(target, f.elem)
 	case kindList:
-		return b.list(v, f, tok)
+		if c != '[' {
+			return b.fail("must be an array")
+		}
+		return b.list(v, f)
 	case kindStringMap:
-		return b.stringMap(v, tok)
+		if c != '{' {
+			return b.fail("must be an object")
+		}
+		return b.stringMap(v)
 	}
 	return nil
 }
@@ -365,32 +374,38 @@ func setScalar(v, x reflect.Value, ptr bool) {
 	v.Set(x)
 }
 
-// object decodes the members of an object whose '{' has been read.
+// errReported marks a problem already recorded in binder.err, so that lexer
+// errors and field errors are not confused on the way out of a callback.
+var errReported = errors.New("reported")
+
+// object decodes the members of the object at the lexer's position.
 func (b *binder) object(v reflect.Value, si *structInfo) error {
 	var seen uint64
-	for b.dec.More() {
-		tok, err := b.token()
-		if err != nil {
-			return err
-		}
-		key, _ := tok.(string) // the decoder only yields string keys here
+	var fieldErr error
+	err := b.lx.object(func(key string) error {
 		b.segs = append(b.segs, keySeg(key))
 		i, ok := si.byName[key]
-		if !ok {
-			return b.fail("unknown field")
+		switch {
+		case !ok:
+			fieldErr = b.fail("unknown field")
+		case seen&(1<<i) != 0:
+			fieldErr = b.fail("duplicate field")
+		default:
+			seen |= 1 << i
+			f := &si.fields[i]
+			fieldErr = b.value(v.Field(f.index), f)
 		}
-		if seen&(1<<i) != 0 {
-			return b.fail("duplicate field")
-		}
-		seen |= 1 << i
-		f := &si.fields[i]
-		if err := b.value(v.Field(f.index), f); err != nil {
-			return err
+		if fieldErr != nil {
+			return errReported
 		}
 		b.segs = b.segs[:len(b.segs)-1]
-	}
-	if _, err := b.token(); err != nil { // '}'
-		return err
+		return nil
+	})
+	switch {
+	case fieldErr != nil:
+		return fieldErr
+	case err != nil:
+		return b.syntax(err)
 	}
 	for i := range si.fields {
 		if f := &si.fields[i]; f.rule.required && seen&(1<<i) == 0 {
@@ -401,68 +416,76 @@ func (b *binder) object(v reflect.Value, si *structInfo) error {
 	return nil
 }
 
-func (b *binder) list(v reflect.Value, f *fieldInfo, tok json.Token) error {
-	if tok != json.Delim('[') {
-		return b.fail("must be an array")
-	}
+func (b *binder) list(v reflect.Value, f *fieldInfo) error {
 	n := 0
-	for b.dec.More() {
-		if f.rule.max > 0 && n == f.rule.max {
-			return b.fail(fmt.Sprintf("more than %d elements", f.rule.max))
+	var fieldErr error
+	err := b.lx.array(func(i int) error {
+		b.segs = append(b.segs, seg{idx: i})
+		switch {
+		case f.rule.max > 0 && i == f.rule.max:
+			b.segs = b.segs[:len(b.segs)-1]
+			fieldErr = b.fail(fmt.Sprintf("more than %d elements", f.rule.max))
+		case b.lx.peek() != '{':
+			if !isValueStart(b.lx.peek()) {
+				fieldErr = b.syntax(b.lx.unexpected())
+			} else {
+				fieldErr = b.fail("must be an object")
+			}
+		default:
+			elem := reflect.New(f.elem.typ).Elem()
+			if fieldErr = b.object(elem, f.elem); fieldErr == nil {
+				v.Set(reflect.Append(v, elem))
+			}
 		}
-		b.segs = append(b.segs, seg{idx: n})
-		tok, err := b.token()
-		if err != nil {
-			return err
+		if fieldErr != nil {
+			return errReported
 		}
-		if tok != json.Delim('{') {
-			return b.fail("must be an object")
-		}
-		elem := reflect.New(f.elem.typ).Elem()
-		if err := b.object(elem, f.elem); err != nil {
-			return err
-		}
-		v.Set(reflect.Append(v, elem))
 		b.segs = b.segs[:len(b.segs)-1]
 		n++
-	}
-	if _, err := b.token(); err != nil { // ']'
-		return err
-	}
-	if n == 0 && f.rule.required {
+		return nil
+	})
+	switch {
+	case fieldErr != nil:
+		return fieldErr
+	case err != nil:
+		return b.syntax(err)
+	case n == 0 && f.rule.required:
 		return b.fail("must not be empty")
 	}
 	return nil
 }
 
-func (b *binder) stringMap(v reflect.Value, tok json.Token) error {
-	if tok != json.Delim('{') {
-		return b.fail("must be an object")
-	}
+func (b *binder) stringMap(v reflect.Value) error {
 	m := make(map[string]string)
-	for b.dec.More() {
-		tok, err := b.token()
-		if err != nil {
-			return err
-		}
-		key, _ := tok.(string)
+	var fieldErr error
+	err := b.lx.object(func(key string) error {
 		b.segs = append(b.segs, keySeg(key))
-		if _, dup := m[key]; dup {
-			return b.fail("duplicate field")
+		_, dup := m[key]
+		switch c := b.lx.peek(); {
+		case dup:
+			fieldErr = b.fail("duplicate field")
+		case !isValueStart(c):
+			fieldErr = b.syntax(b.lx.unexpected())
+		case c != '"':
+			fieldErr = b.fail("must be a string")
+		default:
+			s, err := b.lx.str()
+			if err != nil {
+				fieldErr = b.syntax(err)
+			}
+			m[key] = s
 		}
-		tok, err = b.token()
-		if err != nil {
-			return err
+		if fieldErr != nil {
+			return errReported
 		}
-		s, ok := tok.(string)
-		if !ok {
-			return b.fail("must be a string")
-		}
-		m[key] = s
 		b.segs = b.segs[:len(b.segs)-1]
-	}
-	if _, err := b.token(); err != nil { // '}'
-		return err
+		return nil
+	})
+	switch {
+	case fieldErr != nil:
+		return fieldErr
+	case err != nil:
+		return b.syntax(err)
 	}
 	v.Set(reflect.ValueOf(m))
 	return nil
@@ -473,17 +496,20 @@ func (b *binder) stringMap(v reflect.Value, tok json.Token) error {
 func decodeObject(data []byte, root string, v reflect.Value, si *structInfo) error {
 	b := newBinder(data, root)
 	nroot := len(b.segs)
-	if len(bytes.TrimSpace(data)) == 0 {
+	switch c := b.lx.peek(); {
+	case c == 0 && b.lx.atEnd():
 		return b.fail(ReasonRequired)
-	}
-	tok, err := b.token()
-	if err != nil {
-		return err
-	}
-	switch tok {
-	case nil:
+	case c == 'n':
+		if err := b.lx.literal("null"); err != nil {
+			return b.syntax(err)
+		}
+		if err := b.end(nroot); err != nil {
+			return err
+		}
 		return b.fail(ReasonRequired)
-	case json.Delim('{'):
+	case c == '{':
+	case !isValueStart(c):
+		return b.syntax(b.lx.unexpected())
 	default:
 		return b.fail("must be an object")
 	}

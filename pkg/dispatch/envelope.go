@@ -70,27 +70,24 @@ func DecodeEnvelope(value []byte, maxBytes int) (*Envelope, error) {
 	}
 
 	b := newBinder(value, "")
-	tok, err := b.token()
-	if err != nil {
-		if len(bytes.TrimSpace(value)) == 0 {
-			return nil, &FieldError{Reason: "value is empty"}
-		}
-		return nil, err
-	}
-	if tok != json.Delim('{') {
+	lx := &b.lx
+	switch c := lx.peek(); {
+	case c == 0 && lx.atEnd():
+		return nil, &FieldError{Reason: "value is empty"}
+	case c == '{':
+	case !isValueStart(c):
+		return nil, b.syntax(lx.unexpected())
+	default:
 		return nil, &FieldError{Reason: "value is not a JSON object"}
 	}
 	env := &Envelope{}
 	var seen [5]bool
 	var hasRequest bool
-	for b.dec.More() {
-		tok, err := b.token()
-		if err != nil {
-			return nil, err
-		}
-		key, _ := tok.(string)
-		fieldErr := func(reason string) error {
-			return &FieldError{Path: formatPath([]seg{keySeg(key)}), Reason: reason}
+	var fieldErr error
+	err := lx.object(func(key string) error {
+		fail := func(reason string) error {
+			fieldErr = &FieldError{Path: formatPath([]seg{keySeg(key)}), Reason: reason}
+			return errReported
 		}
 		var dst *string
 		slot := -1
@@ -108,45 +105,41 @@ func DecodeEnvelope(value []byte, maxBytes int) (*Envelope, error) {
 		}
 		if slot >= 0 {
 			if seen[slot] {
-				return nil, fieldErr("duplicate field")
+				return fail("duplicate field")
 			}
 			seen[slot] = true
 		}
+		c := lx.peek()
 		switch {
+		case slot < 0: // unknown envelope field: ignored, but must be valid JSON
+			return lx.skip(1)
+		case !isValueStart(c):
+			return lx.unexpected()
+		case c == 'n':
+			return lx.literal("null")
 		case slot == 4:
-			var raw json.RawMessage
-			if err := b.dec.Decode(&raw); err != nil {
-				return nil, b.syntax(err)
+			if c != '{' {
+				return fail("must be an object")
 			}
-			switch t := bytes.TrimLeft(raw, " \t\r\n"); {
-			case len(t) == 0 || t[0] == 'n':
-			case t[0] == '{':
-				env.Request, hasRequest = t, true
-			default:
-				return nil, fieldErr("must be an object")
+			start := lx.pos
+			if err := lx.skip(1); err != nil {
+				return err
 			}
-		case dst != nil:
-			tok, err := b.token()
-			if err != nil {
-				return nil, err
-			}
-			if tok == nil {
-				continue
-			}
-			s, ok := tok.(string)
-			if !ok {
-				return nil, fieldErr("must be a string")
-			}
+			env.Request, hasRequest = bytes.Clone(lx.data[start:lx.pos]), true
+			return nil
+		case c != '"':
+			return fail("must be a string")
+		default:
+			s, err := lx.str()
 			*dst = s
-		default: // unknown envelope field: ignored, but must be valid JSON
-			var skip json.RawMessage
-			if err := b.dec.Decode(&skip); err != nil {
-				return nil, b.syntax(err)
-			}
+			return err
 		}
-	}
-	if _, err := b.token(); err != nil { // '}'
-		return nil, err
+	})
+	switch {
+	case fieldErr != nil:
+		return nil, fieldErr
+	case err != nil:
+		return nil, b.syntax(err)
 	}
 	if err := b.end(0); err != nil {
 		return nil, err

@@ -225,7 +225,7 @@ func TestCheckParamsErrors(t *testing.T) {
 		{"unknown parameter", omni, with("omni-saas", map[string]string{"buyer_nick": "x"}), "buyer_nick: unknown parameter", false},
 		{"unknown nested field", omni, with("omni-saas", map[string]string{"coupon_infos": `[{"amount":1}]`}), "coupon_infos[0].amount: unknown field", false},
 		{"not JSON", omni, with("omni-saas", map[string]string{"goods_details": `[{"goods_id":}]`}),
-			"goods_details[0].goods_id: invalid JSON: invalid character '}' looking for beginning of value", false},
+			"goods_details[0].goods_id: invalid JSON: unexpected '}'", false},
 		{"trailing data", omni, with("omni-saas", map[string]string{"coupon_infos": `[] []`}), "coupon_infos: invalid JSON: data after the value", false},
 		{"not UTF-8", omni, with("omni-saas", map[string]string{"device": "\xff"}), "device: not valid UTF-8", false},
 		{"object param given a list", mos, map[string]string{"order_sync_request": `[]`}, "order_sync_request: must be an object", false},

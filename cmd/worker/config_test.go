@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -745,6 +746,22 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if len(sessions) == 0 {
 		t.Error("sessions.example.yaml has no sessions")
+	}
+}
+
+// Issue 7: the example configuration passes `worker run --config configs/ordersync.yaml --check` once the
+// credentials come from the environment, and fails it, naming the keys, without them.
+func TestExampleConfigCheck(t *testing.T) {
+	args := []string{"run", "--config", "../../configs/ordersync.yaml", "--check"}
+	var stdout, stderr bytes.Buffer
+	creds := []string{"ORDERSYNC_TOP_APP_KEY=12345678", "ORDERSYNC_TOP_APP_SECRET=" + testAppSecret}
+	if err := run(context.Background(), args, &stdout, &stderr, creds); err != nil {
+		t.Fatalf("worker %s = %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	assertNoSecret(t, "output", stdout.String()+stderr.String())
+	err := run(context.Background(), args, &stdout, &stderr, nil)
+	if err == nil || !strings.Contains(err.Error(), "top.app_key: required") {
+		t.Errorf("worker %s without credentials = %v, want an error naming top.app_key", strings.Join(args, " "), err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -46,9 +47,9 @@ type Envelope struct {
 // order, each before looking further: the size (len(value) <= maxBytes;
 // maxBytes <= 0 means DefaultMaxBytes), valid UTF-8, a nesting depth of at
 // most MaxDepth (a byte scan, no parsing), JSON syntax, a top-level object,
-// and then the fields: event_id (required), idempotency_key, occurred_at,
-// seller (strings; null or "" is absent) and request (required, an object;
-// its content is checked by [Channel.Prepare]).
+// and then the fields: event_id (required, not blank), idempotency_key (not
+// blank), occurred_at, seller (strings; null or "" is absent) and request
+// (required, an object; its content is checked by [Channel.Prepare]).
 //
 // Every failure is a *[FieldError]. Failures about the value as a whole have
 // an empty Path; field failures name the field ("event_id: required",
@@ -146,13 +147,17 @@ func DecodeEnvelope(value []byte, maxBytes int) (*Envelope, error) {
 	}
 
 	switch n := utf8.RuneCountInString(env.EventID); {
-	case n == 0:
+	case strings.TrimSpace(env.EventID) == "":
 		return nil, &FieldError{Path: "event_id", Reason: ReasonRequired}
 	case n > MaxEventIDLen:
 		return nil, &FieldError{Path: "event_id", Reason: fmt.Sprintf("longer than %d characters", MaxEventIDLen)}
 	}
-	if utf8.RuneCountInString(env.IdempotencyKey) > MaxIdempotencyKeyLen {
+	switch {
+	case utf8.RuneCountInString(env.IdempotencyKey) > MaxIdempotencyKeyLen:
 		return nil, &FieldError{Path: "idempotency_key", Reason: fmt.Sprintf("longer than %d characters", MaxIdempotencyKeyLen)}
+	case env.IdempotencyKey != "" && strings.TrimSpace(env.IdempotencyKey) == "":
+		// Every event with this key would be a duplicate of the first.
+		return nil, &FieldError{Path: "idempotency_key", Reason: "blank"}
 	}
 	if env.OccurredAt != "" {
 		if _, err := time.Parse(time.RFC3339, env.OccurredAt); err != nil {

@@ -66,6 +66,8 @@ func TestDecodeEnvelope(t *testing.T) {
 		{name: "event_id missing", value: `{"request":{}}`, wantErr: "event_id: required"},
 		{name: "event_id empty", value: `{"event_id":"","request":{}}`, wantErr: "event_id: required"},
 		{name: "event_id null", value: `{"event_id":null,"request":{}}`, wantErr: "event_id: required"},
+		{name: "event_id blank", value: `{"event_id":" \t","request":{}}`, wantErr: "event_id: required"},
+		{name: "idempotency_key blank", value: `{"event_id":"e","idempotency_key":"  ","request":{}}`, wantErr: "idempotency_key: blank"},
 		{name: "event_id number", value: `{"event_id":123,"request":{}}`, wantErr: "event_id: must be a string"},
 		{name: "event_id object", value: `{"event_id":{},"request":{}}`, wantErr: "event_id: must be a string"},
 		{name: "event_id 129 chars", value: `{"event_id":"` + long + `x","request":{}}`, wantErr: "event_id: longer than 128 characters"},

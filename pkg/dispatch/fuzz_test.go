@@ -169,23 +169,3 @@ func FuzzCheckParams(f *testing.F) {
 		}
 	})
 }
-
-// FuzzCanonical: canonical JSON is valid JSON and a fixed point.
-func FuzzCanonical(f *testing.F) {
-	for _, s := range []string{`{"b":1,"a":[1.50,-0,1e400,"\u00e9"]}`, `null`, `"\ud800"`, `[1e-400]`, `{"a":{"a":null}}`} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		canon, err := appendCanonical(nil, data)
-		if err != nil {
-			return
-		}
-		if !json.Valid(canon) {
-			t.Fatalf("canonical(%q) = %q is not JSON", data, canon)
-		}
-		again, err := appendCanonical(nil, canon)
-		if err != nil || string(again) != string(canon) {
-			t.Fatalf("canonical(%q) = %q, then %q (%v)", data, canon, again, err)
-		}
-	})
-}

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/ordersync/ordersync/pkg/topapi"
@@ -105,10 +106,14 @@ func (c *Channel) Prepare(env *Envelope) (*Prepared, error) {
 }
 
 // Interpret turns the inner response object of a successful gateway call
-// into StatusSucceeded, or StatusFailed with a KindBusiness error when the
-// API's business flag (result.success, is_success) is false or missing. The
-// caller keeps resp.Body as the outcome's response: it is never re-encoded,
-// so large ids keep every digit. Safe for concurrent use.
+// into a status. For APIs with a business flag (tmall-aliauto and icbu-trade
+// result.success, diantao-tripartite is_success) it is StatusSucceeded when
+// the flag is true, else StatusFailed with a KindBusiness error carrying the
+// API's code and message (or saying the flag is missing), or a KindPlatform
+// error when the body is not a JSON object. APIs without a flag (omni-saas,
+// mos-haiding) always succeed. The caller keeps resp.Body as the outcome's
+// response: it is never re-encoded, so large ids keep every digit. Safe for
+// concurrent use.
 func (c *Channel) Interpret(resp topapi.Response) (status string, e *ErrorInfo) {
 	return c.spec.interpret(resp.Body)
 }
@@ -217,7 +222,7 @@ func buildParams(v reflect.Value, si *structInfo) (map[string]string, error) {
 
 // keyPart checks a request value used as (part of) an idempotency key.
 func keyPart(root string, value *string, path ...string) (string, error) {
-	if value == nil || *value == "" {
+	if value == nil || strings.TrimSpace(*value) == "" {
 		return "", &FieldError{Path: joinPath(root, path...), Reason: ReasonRequired}
 	}
 	if utf8.RuneCountInString(*value) > MaxIdempotencyKeyLen {

@@ -575,6 +575,8 @@ func TestIdempotencyKeys(t *testing.T) {
 		{"mos order", "mos-haiding", []string{"request.order_sync_request.refund_order", deleteValue}, "order:20211001231231", ""},
 		{"mos refund without number", "mos-haiding", []string{"request.order_sync_request.refund_order.out_refund_no", deleteValue}, "",
 			"request.order_sync_request.refund_order.out_refund_no: required"},
+		{"mos refund with blank number", "mos-haiding", []string{"request.order_sync_request.refund_order.out_refund_no", `"  "`}, "",
+			"request.order_sync_request.refund_order.out_refund_no: required"},
 		{"mos order without number", "mos-haiding", []string{"request.order_sync_request.refund_order", deleteValue,
 			"request.order_sync_request.order.out_trade_no", deleteValue}, "",
 			"request.order_sync_request.order.out_trade_no: required"},

@@ -66,6 +66,8 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 	}()
 	tp, mp := tel.TracerProvider(), tel.MeterProvider()
 
+	// go-redis logs dial failures on its own; route them into our log instead of stderr.
+	redis.SetLogger(redisLogger{log})
 	rdb, err := newRedis(cfg.Redis)
 	if err != nil {
 		return err
@@ -74,7 +76,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 	if err := telemetry.InstrumentRedis(rdb, tp, mp); err != nil {
 		return fmt.Errorf("instrument redis: %w", err)
 	}
-	store, err := dedupe.New(rdb, dedupe.Config{Prefix: cfg.Redis.KeyPrefix})
+	store, err := dedupe.New(rdb, dedupe.Config{Prefix: cfg.Redis.KeyPrefix, ClaimRetention: cfg.Worker.Retention})
 	if err != nil {
 		return err
 	}
@@ -244,6 +246,13 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 	case <-time.After(cfg.Worker.ShutdownTimeout):
 		return fmt.Errorf("shutdown did not finish within worker.shutdown_timeout (%s)", cfg.Worker.ShutdownTimeout)
 	}
+}
+
+// redisLogger adapts slog to go-redis's internal logger.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(format, v...), "component", "redis")
 }
 
 func logLevel(s string) slog.Level {

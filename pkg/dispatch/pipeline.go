@@ -352,7 +352,7 @@ func (p *Pipeline) claim(ctx context.Context, key dedupe.Key, fingerprint, owner
 // goes to the DLQ. It returns an error when the event must be retried later as a whole: the lease
 // was lost, ctx ended, or the platform banned the app key for longer than the client waits.
 func (p *Pipeline) call(ctx context.Context, ev *event, key dedupe.Key, owner string, token int64) (dead bool, err error) {
-	ctx, stopRenew := p.renew(ctx, key, owner, token)
+	lost, stopRenew := p.renew(ctx, key, owner, token)
 	defer stopRenew()
 
 	caller := p.cfg.Caller
@@ -372,6 +372,11 @@ func (p *Pipeline) call(ctx context.Context, ev *event, key dedupe.Key, owner st
 	bo.Reset()
 	method := ev.ch.Method
 	for attempt := 1; ; attempt++ {
+		select {
+		case <-lost:
+			return false, fmt.Errorf("call %s: %s: %w", method, key, dedupe.ErrLeaseLost)
+		default:
+		}
 		ev.outcome.Attempts = attempt
 		resp, err := p.attempt(ctx, caller, ev.prep.Request, attempt)
 		if err == nil {
@@ -380,8 +385,8 @@ func (p *Pipeline) call(ctx context.Context, ev *event, key dedupe.Key, owner st
 			ev.outcome.Status, ev.outcome.Error = ev.ch.Interpret(resp)
 			return false, nil
 		}
-		if cause := context.Cause(ctx); cause != nil {
-			return false, fmt.Errorf("call %s: %w", method, cause)
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("call %s: %w", method, ctx.Err())
 		}
 		var te *topapi.Error
 		isTop := errors.As(err, &te)
@@ -416,8 +421,12 @@ func (p *Pipeline) call(ctx context.Context, ev *event, key dedupe.Key, owner st
 			attribute.Int("ordersync.top.attempt", attempt),
 			attribute.String("ordersync.backoff.wait", wait.String()),
 			attribute.String("error", err.Error())))
-		if err := sleep(ctx, wait); err != nil {
-			return false, fmt.Errorf("call %s: %w", method, context.Cause(ctx))
+		select {
+		case <-time.After(wait):
+		case <-lost:
+			return false, fmt.Errorf("call %s: %s: %w", method, key, dedupe.ErrLeaseLost)
+		case <-ctx.Done():
+			return false, fmt.Errorf("call %s: %w", method, ctx.Err())
 		}
 	}
 }
@@ -454,10 +463,12 @@ func (p *Pipeline) attempt(ctx context.Context, caller Caller, req topapi.Reques
 	return resp, err
 }
 
-// renew extends the lease every Lease/3 until the returned stop is called. If the lease is lost,
-// the returned context is cancelled with dedupe.ErrLeaseLost as its cause.
-func (p *Pipeline) renew(ctx context.Context, key dedupe.Key, owner string, token int64) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
+// renew extends the lease every Lease/3 until the returned stop is called. The returned channel
+// is closed if the lease is lost; the caller stops retrying, but a call already in flight is left
+// to finish, since the platform may act on it whatever happens to the lease.
+func (p *Pipeline) renew(ctx context.Context, key dedupe.Key, owner string, token int64) (lost <-chan struct{}, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	lostc := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -472,7 +483,8 @@ func (p *Pipeline) renew(ctx context.Context, key dedupe.Key, owner string, toke
 				err := p.cfg.Dedupe.Renew(ctx, key, owner, token, p.cfg.Lease)
 				switch {
 				case errors.Is(err, dedupe.ErrLeaseLost):
-					cancel(fmt.Errorf("renew %s: %w", key, err))
+					p.log.WarnContext(ctx, "lease lost", "key", key.String())
+					close(lostc)
 					return
 				case err != nil && ctx.Err() == nil:
 					// Redis hiccup: the lease still has two thirds to go; try again next tick.
@@ -481,11 +493,13 @@ func (p *Pipeline) renew(ctx context.Context, key dedupe.Key, owner string, toke
 			}
 		}
 	}()
-	return ctx, func() { cancel(nil); wg.Wait() }
+	return lostc, func() { cancel(); wg.Wait() }
 }
 
 // complete stores the outcome under the claim, retrying while Redis is unreachable: the platform
-// has answered, so calling it again must be avoided. It fails only if the lease was lost or ctx
+// has answered, so calling it again must be avoided. If the claim is gone — Redis lost it (a
+// restart without persistence) — the outcome is re-seated under a fresh claim rather than
+// thrown away. It fails only if another worker holds or completed the key meanwhile, or ctx
 // ended; the consumer then retries the event, which finds the key done or in progress.
 func (p *Pipeline) complete(ctx context.Context, key dedupe.Key, owner string, token int64, ev *event) error {
 	ev.outcome.CompletedAt = p.cfg.Now().UTC()
@@ -496,10 +510,25 @@ func (p *Pipeline) complete(ctx context.Context, key dedupe.Key, owner string, t
 	ctx, span := p.tracer.Start(ctx, "dedupe complete")
 	defer span.End()
 	wait := 100 * time.Millisecond
+	reseated := false
 	for {
 		err := p.cfg.Dedupe.Complete(ctx, key, owner, token, body, p.cfg.Retention)
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, dedupe.ErrLeaseLost) && !reseated {
+			reseated = true
+			owner = p.cfg.Owner + ":" + strconv.FormatUint(p.seq.Add(1), 10)
+			c, cerr := p.cfg.Dedupe.Claim(ctx, key, ev.prep.Fingerprint, owner, p.cfg.Lease)
+			if cerr == nil && c.State == dedupe.Claimed {
+				p.log.WarnContext(ctx, "claim vanished after the platform answered; storing the outcome under a new claim", "key", key.String())
+				span.AddEvent("outcome re-seated under a new claim")
+				token = c.Token
+				continue
+			}
+			if cerr == nil {
+				err = fmt.Errorf("%w (key now %s)", err, c.State)
+			}
 		}
 		if errors.Is(err, dedupe.ErrLeaseLost) || ctx.Err() != nil {
 			span.SetStatus(codes.Error, err.Error())
@@ -513,11 +542,19 @@ func (p *Pipeline) complete(ctx context.Context, key dedupe.Key, owner string, t
 	}
 }
 
-// replay fills ev.outcome as a duplicate of the stored original.
+// replay fills ev.outcome from the stored original: as a duplicate when another event used the
+// key, or as the original itself when this very event comes again (a crash or rebalance after
+// its outcome was stored but before its offset was committed), so one event never gets two
+// different statuses.
 func (p *Pipeline) replay(ev *event, stored []byte) error {
 	var orig Outcome
 	if err := json.Unmarshal(stored, &orig); err != nil {
 		return fmt.Errorf("decode stored outcome of %s: %w", ev.prep.IdempotencyKey, err)
+	}
+	if orig.EventID == ev.outcome.EventID && orig.Source == ev.outcome.Source {
+		orig.TraceID = ev.outcome.TraceID
+		ev.outcome = orig
+		return nil
 	}
 	ev.outcome.Status = StatusDuplicate
 	ev.outcome.Response = orig.Response

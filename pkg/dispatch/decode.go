@@ -374,8 +374,9 @@ func setScalar(v, x reflect.Value, ptr bool) {
 	v.Set(x)
 }
 
-// errReported marks a problem already recorded in binder.err, so that lexer
-// errors and field errors are not confused on the way out of a callback.
+// errReported stops the lexer's member or element loop after a callback
+// recorded its own field error, so that the caller reports that error rather
+// than a syntax error.
 var errReported = errors.New("reported")
 
 // object decodes the members of the object at the lexer's position.
@@ -531,7 +532,7 @@ var systemParams = map[string]bool{
 // lists as JSON text, scalars as strings) into v, a top-level request struct.
 // Error paths start at the parameter name.
 func decodeParams(params map[string]string, v reflect.Value, si *structInfo) error {
-	unknown := make([]string, 0)
+	var unknown []string
 	for name := range params {
 		if _, ok := si.byName[name]; !ok && !systemParams[name] {
 			unknown = append(unknown, name)
@@ -544,35 +545,36 @@ func decodeParams(params map[string]string, v reflect.Value, si *structInfo) err
 	for i := range si.fields {
 		f := &si.fields[i]
 		raw := params[f.name]
-		path := formatPath([]seg{keySeg(f.name)})
+		fail := func(reason string) error {
+			return &FieldError{Path: formatPath([]seg{keySeg(f.name)}), Reason: reason}
+		}
 		if raw == "" {
 			if f.rule.required {
-				return &FieldError{Path: path, Reason: ReasonRequired}
+				return fail(ReasonRequired)
 			}
 			continue
 		}
 		if !utf8.ValidString(raw) {
-			return &FieldError{Path: path, Reason: "not valid UTF-8"}
+			return fail("not valid UTF-8")
 		}
 		fv := v.Field(f.index)
 		switch f.kind {
 		case kindString:
 			if reason := f.rule.checkString(raw); reason != "" {
-				return &FieldError{Path: path, Reason: reason}
+				return fail(reason)
 			}
 			setScalar(fv, reflect.ValueOf(raw), f.ptr)
 		case kindInt:
 			n, reason := f.rule.parseInt(raw)
 			if reason != "" {
-				return &FieldError{Path: path, Reason: reason}
+				return fail(reason)
 			}
 			setScalar(fv, reflect.ValueOf(n), f.ptr)
 		case kindBool:
-			x, err := strconv.ParseBool(raw)
-			if err != nil || (raw != "true" && raw != "false") {
-				return &FieldError{Path: path, Reason: "must be true or false"}
+			if raw != "true" && raw != "false" {
+				return fail("must be true or false")
 			}
-			setScalar(fv, reflect.ValueOf(x), f.ptr)
+			setScalar(fv, reflect.ValueOf(raw == "true"), f.ptr)
 		default:
 			b := newBinder([]byte(raw), f.name)
 			if err := b.value(fv, f); err != nil {

@@ -30,6 +30,13 @@ type FieldError struct {
 	Reason string
 }
 
+// *FieldError is what the gateway simulator expects of a failed field check.
+var _ interface {
+	error
+	FieldPath() string
+	Missing() bool
+} = (*FieldError)(nil)
+
 // Error is Path + ": " + Reason, or Reason alone when Path is empty.
 func (e *FieldError) Error() string {
 	if e.Path == "" {

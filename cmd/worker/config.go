@@ -679,8 +679,8 @@ func (c Config) validate(requireSecrets bool) error {
 		bad("kafka.max_bytes", "must be ≥ kafka.min_bytes")
 	}
 	positive("kafka.max_wait", k.MaxWait)
-	if k.CommitInterval < 0 {
-		bad("kafka.commit_interval", "must be ≥ 0")
+	if k.CommitInterval <= 0 {
+		bad("kafka.commit_interval", "must be > 0")
 	}
 	positive("kafka.session_timeout", k.SessionTimeout)
 	positive("kafka.rebalance_timeout", k.RebalanceTimeout)

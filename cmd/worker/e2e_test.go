@@ -96,13 +96,16 @@ func TestE2EPerKeyOrder(t *testing.T) {
 
 func TestE2ETransientFaults(t *testing.T) {
 	e := newE2E(t, 3)
-	if err := e.sim.SetFaults(topsim.Faults{ErrorRate: 0.1, ISPRate: 0.05, BanRate: 0.05, BanSeconds: 1}); err != nil {
+	// 20% of calls fail: 503s, isp errors and a few flow-control bans (a ban stops every call of
+	// the app key for its duration, so its rate is kept low).
+	if err := e.sim.SetFaults(topsim.Faults{ErrorRate: 0.12, ISPRate: 0.075, BanRate: 0.005, BanSeconds: 1}); err != nil {
 		t.Fatal(err)
 	}
 	g := newEventGen(t)
 	events := mix(g, 500, 0, 0)
 	e.publish(events)
 	cfg := e.config("e2e-faults")
+	cfg.Top.Retry.MaxElapsedTime = 2 * time.Minute
 	e.startWorker(cfg)
 	got := e.outcomes(events, 120*time.Second)
 	e.checkDelivery(events, got, false)

@@ -179,6 +179,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		RebalanceTimeout:  cfg.Kafka.RebalanceTimeout,
 		HeartbeatInterval: cfg.Kafka.HeartbeatInterval,
 		MaxInFlight:       cfg.Worker.MaxInFlight,
+		RedactKey:         telemetry.MaskPhone,
 		// Leave a quarter of the shutdown budget for flushing, committing and closing.
 		DrainTimeout:   cfg.Worker.ShutdownTimeout * 3 / 4,
 		Logger:         log,

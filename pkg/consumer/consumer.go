@@ -81,6 +81,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Logger receives operational logs. Default: slog.Default().
 	Logger *slog.Logger
+	// RedactKey rewrites a message key before it is recorded as a span attribute (keys may be
+	// phone numbers or other personal data). Default: keys are recorded as they are.
+	RedactKey func(key string) string
 	// TracerProvider, MeterProvider and Propagator instrument the consumer. Defaults: no-ops.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
@@ -123,6 +126,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.RedactKey == nil {
+		c.RedactKey = func(k string) string { return k }
 	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = tracenoop.NewTracerProvider()

@@ -177,7 +177,7 @@ func (p *partition) handle(ctx context.Context, m kafka.Message) bool {
 		attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
 	}
 	if len(m.Key) > 0 {
-		attrs = append(attrs, attribute.String("messaging.kafka.message.key", string(m.Key)))
+		attrs = append(attrs, attribute.String("messaging.kafka.message.key", c.cfg.RedactKey(string(m.Key))))
 	}
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)}
 	if up := trace.SpanContextFromContext(ctx); up.IsValid() {
@@ -261,7 +261,7 @@ func (p *partition) publish(ctx context.Context, outs []kafka.Message) bool {
 			attribute.String("messaging.operation.name", "send"),
 			attribute.String("messaging.operation.type", "send"),
 			attribute.String("messaging.destination.name", outs[i].Topic),
-			attribute.String("messaging.kafka.message.key", string(outs[i].Key)),
+			attribute.String("messaging.kafka.message.key", c.cfg.RedactKey(string(outs[i].Key))),
 		))
 		c.cfg.Propagator.Inject(sctx, HeaderCarrier{Headers: &outs[i].Headers})
 		spans[i] = span

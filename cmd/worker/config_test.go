@@ -483,7 +483,6 @@ func TestValidate(t *testing.T) {
 		{name: "max wait", change: func(c *Config) { c.Kafka.MaxWait = 0 }, want: "kafka.max_wait: must be > 0"},
 		{name: "commit interval negative", change: func(c *Config) { c.Kafka.CommitInterval = -time.Second }, want: "kafka.commit_interval: must be > 0"},
 		{name: "commit interval zero", change: func(c *Config) { c.Kafka.CommitInterval = 0 }, want: "kafka.commit_interval: must be > 0"},
-		{name: "commit interval zero is synchronous", change: func(c *Config) { c.Kafka.CommitInterval = 0 }},
 		{name: "session timeout", change: func(c *Config) { c.Kafka.SessionTimeout = 0 }, want: "kafka.session_timeout: must be > 0"},
 		{name: "rebalance timeout", change: func(c *Config) { c.Kafka.RebalanceTimeout = -1 }, want: "kafka.rebalance_timeout: must be > 0"},
 		{name: "heartbeat", change: func(c *Config) { c.Kafka.HeartbeatInterval = 0 }, want: "kafka.heartbeat_interval: must be > 0"},

@@ -64,5 +64,11 @@
 // [HTTPTransport] removes the query string (and userinfo and fragment) from
 // the url.full span attribute, [InstrumentRedis] never records commands or
 // their arguments, and the log handler from [NewHandler] masks phone numbers
-// with [MaskPhone]. Nothing here logs.
+// with [MaskPhone]. Every span passes through [MaskPhone] on its way to the
+// exporter: its name, status description and the string attributes of the
+// span, its events and its links, whichever instrumentation made it (an
+// upstream system may put a buyer's phone in a message key, an event id or
+// an idempotency key, and error texts may quote a field). This happens in
+// the batch processor's goroutine, not on the event's path, and spans with
+// nothing to mask are exported as they are. Nothing here logs.
 package telemetry

@@ -35,8 +35,9 @@ type Options struct {
 	Getenv func(string) string
 
 	// SpanExporter, when non-nil, replaces the exporter chosen from the
-	// environment (tests). It is used behind a batch span processor and shut
-	// down by Shutdown. It is ignored when OTEL_SDK_DISABLED=true.
+	// environment (tests). It is used behind a batch span processor, receives
+	// spans with phone numbers masked like every exporter, and is shut down
+	// by Shutdown. It is ignored when OTEL_SDK_DISABLED=true.
 	SpanExporter sdktrace.SpanExporter
 
 	// Logger, when non-nil, receives the errors OpenTelemetry reports

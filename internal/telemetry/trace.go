@@ -52,7 +52,7 @@ func newTracerProvider(ctx context.Context, res *resource.Resource, exp sdktrace
 	}
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	if exp != nil {
-		opts = append(opts, sdktrace.WithBatcher(exp))
+		opts = append(opts, sdktrace.WithBatcher(maskingExporter{next: exp}))
 	}
 	return sdktrace.NewTracerProvider(opts...), nil
 }

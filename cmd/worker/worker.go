@@ -49,6 +49,10 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		topts = *h.telemetry
 		topts.ServiceVersion = version
 	}
+	if topts.Logger == nil {
+		// Failed exports and dropped spans go to our JSON log, not the standard library's.
+		topts.Logger = log
+	}
 	tel, err := telemetry.Setup(ctx, topts)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)

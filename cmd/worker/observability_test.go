@@ -331,6 +331,12 @@ func TestObservabilityTrace(t *testing.T) {
 	}
 	children.named("dedupe complete").one(t, "dedupe complete")
 	for _, s := range redisSpans {
+		// go-redis falls back from EVALSHA to EVAL on NOSCRIPT (first use after a Redis start);
+		// nothing else may fail in a successful event's trace — connection set-up commands
+		// (HELLO, CLIENT SETINFO …) that old servers reject are not traced.
+		if s.Status.Code == codes.Error && !strings.HasPrefix(s.Status.Description, "NOSCRIPT") {
+			t.Errorf("redis span %q failed: %s", s.Name, s.Status.Description)
+		}
 		a := spanAttrs(s.Attributes)
 		if a["db.system"] != "redis" && a["db.system.name"] != "redis" {
 			t.Errorf("redis span %q lacks db.system=redis: %v", s.Name, a)

@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
@@ -20,8 +22,12 @@ import (
 // connection, with db.system=redis, db.connection_string (redis://host:port,
 // no credentials), server.address and server.port. The command text and its
 // arguments (db.statement) and the caller's code.* location are NOT recorded,
-// so no dedupe key, outcome payload or password reaches a span; AUTH and
-// HELLO … AUTH commands are not traced at all. A failed command records the
+// so no dedupe key, outcome payload or password reaches a span. The commands
+// go-redis sends by itself to set up a connection — AUTH, HELLO and CLIENT
+// (SETINFO, MAINT_NOTIFICATIONS …), alone or in a pipeline — are not traced:
+// they are not the event's work, and servers without the newer CLIENT
+// subcommands answer them with errors go-redis ignores, which would mark
+// every trace that opens a connection as failed. A failed command records the
 // Redis error message (never arguments) as an exception event and the span
 // status; redis.Nil is not an error.
 //
@@ -39,6 +45,10 @@ func InstrumentRedis(rdb redis.UniversalClient, tp trace.TracerProvider, mp metr
 	topts := []redisotel.TracingOption{
 		redisotel.WithDBStatement(false),
 		redisotel.WithCallerEnabled(false),
+		redisotel.WithCommandFilter(connectionCommand),
+		redisotel.WithCommandsFilter(func(cmds []redis.Cmder) bool {
+			return slices.ContainsFunc(cmds, connectionCommand)
+		}),
 	}
 	if tp != nil {
 		topts = append(topts, redisotel.WithTracerProvider(tp))
@@ -54,4 +64,14 @@ func InstrumentRedis(rdb redis.UniversalClient, tp trace.TracerProvider, mp metr
 		return fmt.Errorf("instrument redis metrics: %w", err)
 	}
 	return nil
+}
+
+// connectionCommand reports whether cmd is one go-redis sends on its own when
+// it opens a connection (or one carrying credentials): AUTH, HELLO, CLIENT.
+func connectionCommand(cmd redis.Cmder) bool {
+	switch strings.ToLower(cmd.Name()) {
+	case "auth", "hello", "client":
+		return true
+	}
+	return redisotel.DefaultCommandFilter(cmd)
 }

@@ -252,11 +252,22 @@ func TestMaxInFlightBoundsConcurrency(t *testing.T) {
 	cfg.MaxInFlight = 4
 	h.start(cfg, e)
 	h.waitOutputs(n)
-	// Each partition's fetch loop holds one slot while it waits for a message, so processing
-	// concurrency can reach MaxInFlight but never exceed it.
 	if p := e.peak.Load(); p > 4 || p < 2 {
 		t.Errorf("peak concurrency %d, want 2..4 with max_in_flight=4", p)
 	}
+}
+
+// Regression: the fetch loop of an idle partition took an in-flight slot before waiting for a
+// message, so once max_in_flight partitions were idle the worker stopped while others had work.
+func TestIdlePartitionsHoldNoSlot(t *testing.T) {
+	h := newHarness(t, 4)
+	// All messages on one key: one partition has work, three stay idle.
+	h.produce(50, 1)
+	e := newEcho()
+	cfg := h.config("g-idle")
+	cfg.MaxInFlight = 1
+	h.start(cfg, e)
+	h.waitOutputs(50)
 }
 
 func TestProcessorErrorIsRetriedAndNotCommittedMeanwhile(t *testing.T) {

@@ -71,12 +71,8 @@ func (p *partition) run(gctx, work context.Context) {
 
 	retry := newRetryBackoff()
 	for {
-		if err := c.acquire(gctx); err != nil {
-			break
-		}
 		m, err := r.FetchMessage(gctx)
 		if err != nil {
-			c.release()
 			if gctx.Err() != nil {
 				break
 			}
@@ -87,6 +83,12 @@ func (p *partition) run(gctx, work context.Context) {
 			continue
 		}
 		retry.Reset()
+		// Take the slot only with a message in hand: an idle partition waiting in FetchMessage
+		// must not hold one, or max_in_flight idle partitions would stall the worker. A message
+		// dropped here because the generation ended was never tracked, so it is not committed.
+		if err := c.acquire(gctx); err != nil {
+			break
+		}
 		p.offsets.fetched(m.Offset)
 		p.fetchNext.Store(m.Offset + 1)
 		p.hwm.Store(m.HighWaterMark)

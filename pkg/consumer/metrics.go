@@ -35,7 +35,7 @@ func newInstruments(m metric.Meter, c *Consumer) (*instruments, error) {
 		return nil, err
 	}
 	if in.inFlight, err = m.Int64UpDownCounter("ordersync.consumer.in_flight", metric.WithUnit("{message}"),
-		metric.WithDescription("Messages between fetch and finish (bounded by worker.max_in_flight).")); err != nil {
+		metric.WithDescription("Messages being processed or published, each holding an in-flight slot (at most worker.max_in_flight); parked messages give theirs back.")); err != nil {
 		return nil, err
 	}
 	if in.processRetries, err = m.Int64Counter("ordersync.consumer.process.retries", metric.WithUnit("{retry}"),

@@ -445,7 +445,9 @@ func (p *Pipeline) attempt(ctx context.Context, caller Caller, req topapi.Reques
 		result = "error"
 		var te *topapi.Error
 		if errors.As(err, &te) {
-			span.SetAttributes(attribute.String("ordersync.top.request_id", te.RequestID))
+			if te.RequestID != "" {
+				span.SetAttributes(attribute.String("ordersync.top.request_id", te.RequestID))
+			}
 			if te.Code != 0 {
 				span.SetAttributes(attribute.Int("ordersync.top.code", te.Code), attribute.String("ordersync.top.sub_code", te.SubCode))
 				result = "platform_error"

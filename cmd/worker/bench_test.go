@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +15,6 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersync/ordersync/internal/kafkatest"
-	"github.com/ordersync/ordersync/internal/redistest"
 	"github.com/ordersync/ordersync/pkg/dispatch"
 	"github.com/ordersync/ordersync/pkg/topapi/topsim"
 )
@@ -125,13 +122,12 @@ type drainRun struct {
 // benchmark timer runs from its start until every outcome is on orders.results) and returns
 // what the outcomes say. The timer must be stopped on entry; it is stopped on return.
 func drainOnce(b *testing.B, c e2eBenchCase, run int) drainRun {
-	e := newBenchWorld(b)
+	e := newE2E(b, 3)
+	e.unrecorded = true
 	if err := e.sim.SetFaults(topsim.Faults{Latency: c.latency}); err != nil {
 		b.Fatal(err)
 	}
-	// eventGen uses its *testing.T only for seeds that do not parse and unknown channels,
-	// neither of which can happen here; a benchmark has no *testing.T to give it.
-	g := newEventGen(nil)
+	g := newEventGen(b)
 	ids := dispatch.ChannelIDs()
 	events := make([]testEvent, c.events)
 	want := make(map[string]bool, c.events)
@@ -139,7 +135,7 @@ func drainOnce(b *testing.B, c e2eBenchCase, run int) drainRun {
 		events[i] = g.valid(ids[i%len(ids)], fmt.Sprintf("b%d-%d", run, i))
 		want[events[i].eventID] = true
 	}
-	benchPublish(b, e, events)
+	e.publish(events)
 
 	cfg := e.config(fmt.Sprintf("bench-%s-%d-%d", fmtMS(c.latency), c.maxInFlight, run))
 	cfg.Worker.MaxInFlight = c.maxInFlight
@@ -152,7 +148,7 @@ func drainOnce(b *testing.B, c e2eBenchCase, run int) drainRun {
 	deadline := 2 * time.Minute
 	b.StartTimer()
 	begin := time.Now()
-	w := startBenchWorker(b, cfg)
+	w := e.startWorker(cfg)
 	waitResults(b, e.broker, len(events), deadline, w)
 	b.StopTimer()
 	if err := w.stop(); err != nil {
@@ -198,90 +194,6 @@ func drainOnce(b *testing.B, c e2eBenchCase, run int) drainRun {
 		rate:  float64(len(events)) / last.Sub(first).Seconds(),
 		start: first.Sub(begin),
 	}
-}
-
-// newBenchWorld builds what newE2E builds — broker, redis-server, simulator over HTTP, sessions
-// file — for a benchmark: newE2E and the e2e methods that fail through e.t take a *testing.T. The
-// returned e2e has no t, so only its t-free methods (config) may be used on it.
-func newBenchWorld(b *testing.B) *e2e {
-	b.Helper()
-	reg, err := dispatch.NewRegistry(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := &e2e{registry: reg, dir: b.TempDir()}
-	e.broker = kafkatest.Start(b, 3, append(reg.Topics(), "orders.results", "orders.dlq")...)
-	e.redis = redistest.Start(b)
-	e.sim, err = topsim.New(topsim.Config{AppKey: e2eAppKey, AppSecret: e2eSecret, Sessions: []string{e2eSession}, Rules: reg, Seed: 7})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(e.sim.Close)
-	srv := httptest.NewServer(e.sim)
-	b.Cleanup(srv.Close)
-	e.simURL = srv.URL + "/router/rest"
-	if err := os.WriteFile(filepath.Join(e.dir, "sessions.yaml"), []byte(e2eSeller+": "+e2eSession+"\n"), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	return e
-}
-
-// benchPublish is e.publish for a benchmark.
-func benchPublish(b *testing.B, e *e2e, events []testEvent) {
-	b.Helper()
-	msgs := make([]kafka.Message, len(events))
-	for i, ev := range events {
-		ch, _ := e.registry.ByID(ev.channel)
-		msgs[i] = kafka.Message{Topic: ch.Topic, Key: []byte(ev.key), Value: ev.value}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for chunk := range slices.Chunk(msgs, 1000) {
-		if err := e.broker.Produce(ctx, chunk...); err != nil {
-			b.Fatalf("publish: %v", err)
-		}
-	}
-}
-
-// startBenchWorker is e.startWorker for a benchmark: serve in process until stop.
-func startBenchWorker(b *testing.B, cfg Config) *worker {
-	b.Helper()
-	sessions, err := loadSessions(cfg.Top.SessionsFile)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &worker{logs: &syncBuffer{}}
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, sessions, w.logs, &hooks{ready: func(a string) { ready <- a }}) }()
-	select {
-	case w.addr = <-ready:
-	case err := <-done:
-		cancel()
-		b.Fatalf("worker exited at start: %v\n%s", err, w.logs.String())
-	case <-time.After(30 * time.Second):
-		cancel()
-		<-done
-		b.Fatal("worker not ready within 30s")
-	}
-	stopped := false
-	var stopErr error
-	w.stop = func() error {
-		if stopped {
-			return stopErr
-		}
-		stopped = true
-		cancel()
-		select {
-		case stopErr = <-done:
-		case <-time.After(cfg.Worker.ShutdownTimeout + 10*time.Second):
-			stopErr = fmt.Errorf("worker did not stop within %s", cfg.Worker.ShutdownTimeout+10*time.Second)
-		}
-		return stopErr
-	}
-	b.Cleanup(func() { _ = w.stop() })
-	return w
 }
 
 // stallAfter is how long waitResults waits for the next outcome before declaring the worker stuck.

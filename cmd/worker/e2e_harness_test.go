@@ -22,6 +22,7 @@ import (
 
 	"github.com/ordersync/ordersync/internal/kafkatest"
 	"github.com/ordersync/ordersync/internal/redistest"
+	"github.com/ordersync/ordersync/internal/telemetry"
 	"github.com/ordersync/ordersync/pkg/dispatch"
 	"github.com/ordersync/ordersync/pkg/topapi/topsim"
 )
@@ -49,7 +50,7 @@ func TestMain(m *testing.M) {
 
 // e2e is one test's world: broker, Redis, simulator.
 type e2e struct {
-	t        *testing.T
+	t        testing.TB
 	broker   *kafkatest.Broker
 	redis    *redistest.Server
 	sim      *topsim.Sim
@@ -59,9 +60,11 @@ type e2e struct {
 
 	mu        sync.Mutex
 	successes map[string][]time.Time // "<method> <key>" → when the simulator answered success
+	// unrecorded turns recordSuccesses into a plain pass-through (benchmarks: it costs CPU).
+	unrecorded bool
 }
 
-func newE2E(t *testing.T, partitions int32) *e2e {
+func newE2E(t testing.TB, partitions int32) *e2e {
 	t.Helper()
 	reg, err := dispatch.NewRegistry(nil)
 	if err != nil {
@@ -88,6 +91,10 @@ func newE2E(t *testing.T, partitions int32) *e2e {
 // recordSuccesses serves the simulator and notes when each (method, key) was answered with
 // success, so tests can tell a repeat across a crash from a repeat within one worker's life.
 func (e *e2e) recordSuccesses(w http.ResponseWriter, r *http.Request) {
+	if e.unrecorded {
+		e.sim.ServeHTTP(w, r)
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	rec := httptest.NewRecorder()
@@ -182,6 +189,13 @@ type worker struct {
 // startWorker runs serve in process until stop is called (or the test ends).
 func (e *e2e) startWorker(cfg Config) *worker {
 	e.t.Helper()
+	return e.startWorkerWith(cfg, nil)
+}
+
+// startWorkerWith is startWorker with telemetry options (span exporters for tests); nil = the
+// defaults.
+func (e *e2e) startWorkerWith(cfg Config, topts *telemetry.Options) *worker {
+	e.t.Helper()
 	sessions, err := loadSessions(cfg.Top.SessionsFile)
 	if err != nil {
 		e.t.Fatal(err)
@@ -190,7 +204,8 @@ func (e *e2e) startWorker(cfg Config) *worker {
 	w := &worker{logs: &syncBuffer{}}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, sessions, w.logs, &hooks{ready: func(a string) { ready <- a }}) }()
+	h := &hooks{ready: func(a string) { ready <- a }, telemetry: topts}
+	go func() { done <- serve(ctx, cfg, sessions, w.logs, h) }()
 	select {
 	case w.addr = <-ready:
 	case err := <-done:
@@ -261,12 +276,12 @@ type testEvent struct {
 
 // eventGen makes distinct valid events per channel from the seed examples.
 type eventGen struct {
-	t     *testing.T
+	t     testing.TB
 	seeds map[string]map[string]any
 	n     int
 }
 
-func newEventGen(t *testing.T) *eventGen {
+func newEventGen(t testing.TB) *eventGen {
 	g := &eventGen{t: t, seeds: map[string]map[string]any{}}
 	for id, v := range dispatch.SeedEvents() {
 		var m map[string]any

@@ -68,52 +68,6 @@ func newSpanCollector() spanCollector {
 
 func (spanCollector) Shutdown(context.Context) error { return nil }
 
-// startTraced runs serve in process like e.startWorker, with the given telemetry options.
-func startTraced(e *e2e, cfg Config, topts *telemetry.Options) *worker {
-	e.t.Helper()
-	sessions, err := loadSessions(cfg.Top.SessionsFile)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &worker{logs: &syncBuffer{}}
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	h := &hooks{ready: func(a string) { ready <- a }, telemetry: topts}
-	go func() { done <- serve(ctx, cfg, sessions, w.logs, h) }()
-	select {
-	case w.addr = <-ready:
-	case err := <-done:
-		cancel()
-		e.t.Fatalf("worker exited at start: %v\n%s", err, w.logs.String())
-	case <-time.After(30 * time.Second):
-		cancel()
-		e.t.Fatal("worker not ready within 30s")
-	}
-	var once sync.Once
-	var stopErr error
-	w.stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case stopErr = <-done:
-			case <-time.After(cfg.Worker.ShutdownTimeout + 10*time.Second):
-				stopErr = fmt.Errorf("worker did not stop within %s", cfg.Worker.ShutdownTimeout+10*time.Second)
-			}
-		})
-		return stopErr
-	}
-	e.t.Cleanup(func() {
-		if err := w.stop(); err != nil {
-			e.t.Errorf("stop worker: %v", err)
-		}
-		if e.t.Failed() && os.Getenv("E2E_LOGS") != "" {
-			e.t.Logf("worker logs:\n%s", w.logs.String())
-		}
-	})
-	return w
-}
-
 // publishWithHeaders publishes ev to its channel topic with the given headers.
 func publishWithHeaders(e *e2e, ev testEvent, headers ...kafka.Header) {
 	e.t.Helper()
@@ -233,7 +187,7 @@ func TestObservabilityTrace(t *testing.T) {
 	e := newE2E(t, 1)
 	col := newSpanCollector()
 	cfg := e.config("obs-trace")
-	w := startTraced(e, cfg, &telemetry.Options{SpanExporter: col, Getenv: noOTelEnv})
+	w := e.startWorkerWith(cfg, &telemetry.Options{SpanExporter: col, Getenv: noOTelEnv})
 
 	ev := newEventGen(t).valid("omni-saas", "trace")
 	failFirstCalls(t, e, 3, func() {
@@ -429,7 +383,7 @@ func TestObservabilityTrace(t *testing.T) {
 func TestObservabilityDeadLetterTrace(t *testing.T) {
 	e := newE2E(t, 1)
 	col := newSpanCollector()
-	w := startTraced(e, e.config("obs-dlq"), &telemetry.Options{SpanExporter: col, Getenv: noOTelEnv})
+	w := e.startWorkerWith(e.config("obs-dlq"), &telemetry.Options{SpanExporter: col, Getenv: noOTelEnv})
 	bad := newEventGen(t).malformed("tmall-aliauto", "dlq")
 	publishWithHeaders(e, bad, kafka.Header{Key: "traceparent", Value: []byte(upstreamParent)})
 	out := readRecords(e, "orders.results", 1)[0]
@@ -562,7 +516,7 @@ func TestObservabilityExportErrorsLogged(t *testing.T) {
 
 	e := newE2E(t, 1)
 	cfg := e.config("obs-export-error")
-	w := startTraced(e, cfg, nil)
+	w := e.startWorkerWith(cfg, nil)
 	publishWithHeaders(e, newEventGen(t).valid("omni-saas", "exporterr"))
 	readRecords(e, "orders.results", 1)
 	stopObserved(t, w)
@@ -592,7 +546,7 @@ func TestObservabilityOTLPExport(t *testing.T) {
 	t.Setenv("POD_NAME", "ordersync-7d9f-abcde")
 
 	e := newE2E(t, 1)
-	w := startTraced(e, e.config("obs-otlp"), nil) // production setup: everything from the environment
+	w := e.startWorkerWith(e.config("obs-otlp"), nil) // production setup: everything from the environment
 	ev := newEventGen(t).valid("omni-saas", "otlp")
 	publishWithHeaders(e, ev, kafka.Header{Key: "traceparent", Value: []byte(upstreamParent)})
 	readRecords(e, "orders.results", 1)
@@ -701,7 +655,7 @@ func TestObservabilityMetrics(t *testing.T) {
 	g := newEventGen(t)
 	events := mix(g, 100, 10, 10)
 	e.publish(events)
-	w := startTraced(e, e.config("obs-metrics"), &telemetry.Options{SpanExporter: newSpanCollector(), Getenv: noOTelEnv})
+	w := e.startWorkerWith(e.config("obs-metrics"), &telemetry.Options{SpanExporter: newSpanCollector(), Getenv: noOTelEnv})
 	e.outcomes(events, 120*time.Second)
 
 	// What the metrics must say, from the outcomes, the DLQ and the simulator.
@@ -864,7 +818,7 @@ func TestObservabilityRedaction(t *testing.T) {
 	col := newSpanCollector()
 	cfg := e.config("obs-redact")
 	cfg.Log.Level = "debug"
-	w := startTraced(e, cfg, &telemetry.Options{SpanExporter: col, Getenv: noOTelEnv})
+	w := e.startWorkerWith(cfg, &telemetry.Options{SpanExporter: col, Getenv: noOTelEnv})
 	for _, ev := range events {
 		publishWithHeaders(e, ev, kafka.Header{Key: "traceparent", Value: []byte(upstreamParent)})
 	}

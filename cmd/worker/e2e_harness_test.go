@@ -124,6 +124,26 @@ func (e *e2e) recordSuccesses(w http.ResponseWriter, r *http.Request) {
 	e.mu.Unlock()
 }
 
+// platformKey is the "<method> <key>" under which recordSuccesses notes ev's calls: the key the
+// platform de-duplicates on, derived from the parameters the worker sends.
+func (e *e2e) platformKey(ev testEvent) string {
+	e.t.Helper()
+	ch, _ := e.registry.ByID(ev.channel)
+	env, err := dispatch.DecodeEnvelope(ev.value, dispatch.DefaultMaxBytes)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	prep, err := ch.Prepare(env)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	key, err := e.registry.CheckParams(ch.Method, prep.Request.Params)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ch.Method + " " + key
+}
+
 // config is a valid worker configuration for this world, tuned for fast tests.
 func (e *e2e) config(group string) Config {
 	cfg := defaultConfig()

@@ -84,6 +84,13 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 	if err != nil {
 		return err
 	}
+	// Optional: without it the first call per node falls back from EVALSHA to EVAL. Bounded, so
+	// an unreachable Redis delays start-up (and the health endpoints) by at most two seconds.
+	lctx, cancelLoad := context.WithTimeout(ctx, 2*time.Second)
+	if err := store.LoadScripts(lctx); err != nil {
+		log.Warn("preload dedupe scripts", "err", err)
+	}
+	cancelLoad()
 
 	registry, err := dispatch.NewRegistry(cfg.ChannelTopics())
 	if err != nil {

@@ -76,6 +76,18 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	return &Store{rdb: rdb, prefix: cfg.Prefix, hold: cfg.ClaimRetention}, nil
 }
 
+// LoadScripts loads the store's Lua scripts into Redis (every master of a Cluster), so that the
+// first operation on each node runs EVALSHA directly instead of failing with NOSCRIPT and falling
+// back to EVAL. It is optional: without it every operation still works. Call it at start-up.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	for _, sc := range []*redis.Script{claimScript, renewScript, completeScript, releaseScript} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("dedupe: load scripts: %w", err)
+		}
+	}
+	return nil
+}
+
 // RedisKey returns the Redis key holding k's record: <prefix>{<channel>:<id>}. For operators and tests.
 func (s *Store) RedisKey(k Key) string {
 	return s.prefix + "{" + k.Channel + ":" + k.ID + "}"

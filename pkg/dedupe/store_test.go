@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -212,5 +213,44 @@ func TestStateString(t *testing.T) {
 		if got := tt.s.String(); got != tt.want {
 			t.Errorf("State(%d).String() = %q, want %q", tt.s, got, tt.want)
 		}
+	}
+}
+
+func TestLoadScripts(t *testing.T) {
+	ctx := context.Background()
+	for name, rdb := range map[string]redis.UniversalClient{
+		"single node": redistest.Start(t).Client(),
+		"cluster":     redistest.StartCluster(t, 3).Client(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := dedupe.New(rdb, dedupe.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.LoadScripts(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Every master of a fresh server now caches the four scripts.
+			check := func(ctx context.Context, c *redis.Client) error {
+				info, err := c.Info(ctx, "memory").Result()
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(info, "number_of_cached_scripts:4") {
+					return fmt.Errorf("%s: want 4 cached scripts in INFO memory", c.Options().Addr)
+				}
+				return nil
+			}
+			switch c := rdb.(type) {
+			case *redis.ClusterClient:
+				if err := c.ForEachMaster(ctx, check); err != nil {
+					t.Fatal(err)
+				}
+			case *redis.Client:
+				if err := check(ctx, c); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }

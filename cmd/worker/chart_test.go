@@ -278,7 +278,7 @@ func TestChartValueSets(t *testing.T) {
 			wantReplicas: ptr[int32](2), wantPort: 8080, wantGrace: 45, wantSecret: true,
 		},
 		{
-			file:         "existing-secret-values.yaml",
+			file:         "external-credentials-values.yaml",
 			wantReplicas: ptr[int32](2), wantPort: 9090, wantGrace: 75,
 		},
 		{

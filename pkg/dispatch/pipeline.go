@@ -264,7 +264,8 @@ func (p *Pipeline) run(ctx context.Context, ev *event, release *func()) (dead bo
 	return p.deliver(ctx, ev, release)
 }
 
-// reject marks ev rejected with e; rejected events never claim.
+// reject marks ev rejected with e; rejected events never claim. It returns nil, the error of a
+// processed event, for its callers to return.
 func (p *Pipeline) reject(ev *event, e *ErrorInfo) error {
 	ev.outcome.Status = StatusRejected
 	ev.outcome.Error = e
@@ -304,8 +305,7 @@ func (p *Pipeline) deliver(ctx context.Context, ev *event, release *func()) (dea
 		(*release)()
 		return false, err
 	}
-	switch {
-	case ev.outcome.Error != nil && ev.outcome.Error.Kind == KindExhausted:
+	if ev.outcome.Error != nil && ev.outcome.Error.Kind == KindExhausted {
 		// Transient give-up: release, so a replay from the DLQ can try again (DESIGN.md §6).
 		(*release)()
 		*release = nil

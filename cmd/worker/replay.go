@@ -34,12 +34,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 		return err
 	}
-	cfg, err := loadConfig(*path, environ)
+	cfg, err := loadValidConfig(*path, environ, false)
 	if err != nil {
 		return err
-	}
-	if err := cfg.validate(false); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	sourceTopic := ""
 	if *channel != "" {

@@ -69,12 +69,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 		return err
 	}
-	cfg, err := loadConfig(*path, environ)
+	cfg, err := loadValidConfig(*path, environ, true)
 	if err != nil {
 		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	var sessions map[string]string
 	if cfg.Top.SessionsFile != "" {
@@ -87,4 +84,17 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return nil
 	}
 	return serve(ctx, cfg, sessions, stderr, nil)
+}
+
+// loadValidConfig loads the file and environment and validates the result; requireSecrets asks
+// for the TOP credentials too (commands that call the gateway).
+func loadValidConfig(path string, environ []string, requireSecrets bool) (Config, error) {
+	cfg, err := loadConfig(path, environ)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := cfg.validate(requireSecrets); err != nil {
+		return Config{}, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, nil
 }

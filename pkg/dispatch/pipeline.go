@@ -186,6 +186,7 @@ type event struct {
 	env     *Envelope
 	prep    *Prepared
 	outcome Outcome
+	encoded []byte // outcome's JSON as stored by complete; finish publishes the same bytes
 }
 
 // Process implements consumer.Processor. It returns an error only when the event could not be
@@ -209,6 +210,7 @@ func (p *Pipeline) Process(ctx context.Context, m kafka.Message) (outs []kafka.M
 			p.log.ErrorContext(ctx, "panic processing event", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "panic", fmt.Sprint(r))
 			ev.outcome.Status = StatusFailed
 			ev.outcome.Error = &ErrorInfo{Kind: KindPlatform, Code: "internal", Msg: fmt.Sprintf("panic: %v", r)}
+			ev.encoded = nil
 			outs, err = p.finish(ctx, ev, true), nil
 		}
 	}()
@@ -509,6 +511,7 @@ func (p *Pipeline) complete(ctx context.Context, key dedupe.Key, owner string, t
 	if err != nil {
 		return fmt.Errorf("encode outcome: %w", err)
 	}
+	ev.encoded = body
 	ctx, span := p.tracer.Start(ctx, "dedupe complete")
 	defer span.End()
 	wait := 100 * time.Millisecond
@@ -575,11 +578,14 @@ func (p *Pipeline) finish(ctx context.Context, ev *event, dead bool) []kafka.Mes
 	if key == "" {
 		key = o.EventID
 	}
-	body, err := json.Marshal(o)
-	if err != nil {
-		// Only an unencodable response could do this; keep the outcome without it.
-		o.Response = nil
-		body, _ = json.Marshal(o)
+	body := ev.encoded
+	if body == nil {
+		var err error
+		if body, err = json.Marshal(o); err != nil {
+			// Only an unencodable response could do this; keep the outcome without it.
+			o.Response = nil
+			body, _ = json.Marshal(o)
+		}
 	}
 	outs := []kafka.Message{{
 		Topic:   p.cfg.ResultsTopic,

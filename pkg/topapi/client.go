@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,7 +26,6 @@ const (
 	DefaultSignMethod   = SignHMACSHA256
 	DefaultTimeout      = 10 * time.Second
 	DefaultMaxBodyBytes = 4 << 20
-	DefaultMaxBanWait   = 60 * time.Second
 )
 
 // Timestamp layout of the timestamp parameter, always in GMT+8.
@@ -66,7 +67,7 @@ type Config struct {
 	Burst int
 	// MaxBanWait is the longest ban (code 7, "This ban will last for N
 	// more seconds") that calls wait out; a longer ban fails calls at once
-	// with an error matching [ErrLongBan]. Default 60s.
+	// with an error matching [ErrLongBan]. Default 0: no ban is waited out.
 	MaxBanWait time.Duration
 	// RetryableSubCodes lists isv.* sub-codes that really mean "try later"
 	// (e.g. "isv.trade-service-rejection"); errors carrying them are
@@ -89,9 +90,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.MaxBanWait == 0 {
-		c.MaxBanWait = DefaultMaxBanWait
 	}
 	if c.QPS > 0 && c.Burst == 0 {
 		c.Burst = 1
@@ -186,7 +184,7 @@ func redactURL(raw string) string {
 type Client struct {
 	gateway   string
 	appKey    string
-	secret    string // for scrubbing error text only; signing uses sign
+	keys      *keys // shared with the clients made by WithGateway
 	partnerID string
 	timeout   time.Duration
 	maxBody   int64
@@ -195,10 +193,12 @@ type Client struct {
 	now       func() time.Time
 	hc        *http.Client
 	own       *http.Transport // the default transport, when HTTPClient was nil
-	sign      *signer
 	flow      *flow
 	signName  string
 }
+
+// keys holds the signer of the current app secret; SetAppSecret replaces it.
+type keys struct{ signer atomic.Pointer[signer] }
 
 // New returns a Client for cfg, or the error of cfg.Validate.
 func New(cfg Config) (*Client, error) {
@@ -209,7 +209,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		gateway:   cfg.Gateway,
 		appKey:    cfg.AppKey,
-		secret:    cfg.AppSecret,
+		keys:      new(keys),
 		partnerID: cfg.PartnerID,
 		timeout:   cfg.Timeout,
 		maxBody:   cfg.MaxBodyBytes,
@@ -217,20 +217,37 @@ func New(cfg Config) (*Client, error) {
 		retryISV:  make(map[string]bool, len(cfg.RetryableSubCodes)),
 		now:       cfg.Now,
 		hc:        cfg.HTTPClient,
-		sign:      new(signer),
 		flow:      newFlow(cfg.QPS, cfg.Burst),
 		signName:  cfg.SignMethod,
 	}
 	for _, sc := range cfg.RetryableSubCodes {
 		c.retryISV[strings.TrimSpace(sc)] = true
 	}
-	c.sign.init(cfg.AppSecret, cfg.SignMethod)
+	c.keys.signer.Store(newSigner(cfg.AppSecret, cfg.SignMethod))
 	if c.hc == nil {
 		c.own = NewTransport()
 		c.hc = &http.Client{Transport: c.own}
 	}
 	return c, nil
 }
+
+// SetAppSecret makes every later call sign with secret (a rotated or corrected
+// app secret), for this client and every client made from it with WithGateway.
+// Calls already signed keep the old secret. It returns an error for an empty
+// secret.
+func (c *Client) SetAppSecret(secret string) error {
+	if secret == "" {
+		return errors.New("app secret: required")
+	}
+	c.keys.signer.Store(newSigner(secret, c.signName))
+	return nil
+}
+
+// AppKey returns the app key the client calls with.
+func (c *Client) AppKey() string { return c.appKey }
+
+// Gateway returns the gateway URL without user info, query or fragment.
+func (c *Client) Gateway() string { return redactURL(c.gateway) }
 
 // NewTransport returns the transport a Client uses when Config.HTTPClient is
 // nil: HTTP/1.1 keep-alive with enough idle connections for hundreds of
@@ -254,8 +271,9 @@ func NewTransport() *http.Transport {
 }
 
 // WithGateway returns a Client that calls gateway instead, for channels with
-// a gateway of their own. It shares c's HTTP client, signing keys, rate
-// limiters and ban state (a ban is per app key, whatever the gateway). It
+// a gateway of their own. It shares c's HTTP client, app secret (also when
+// rotated), rate limiters and ban state (a ban is per app key, whatever the
+// gateway). It
 // returns an error for a gateway that is not an absolute http(s) URL.
 func (c *Client) WithGateway(gateway string) (*Client, error) {
 	if err := checkGateway(gateway); err != nil {
@@ -296,18 +314,17 @@ func (c *Client) Call(ctx context.Context, req Request) (Response, error) {
 	if e := c.flow.wait(ctx, c.appKey, req.Method, c.maxBan); e != nil {
 		return Response{}, e
 	}
-	body, err := c.encode(req, c.now())
+	sg := c.keys.signer.Load()
+	body, err := c.encode(sg, req, c.now())
 	if err != nil {
 		return Response{}, &Error{Msg: err.Error()}
 	}
 	resp, e := c.post(ctx, req.Method, body)
 	if e != nil {
-		c.scrub(e, req.Session)
-		if e.Code == 7 || strings.HasPrefix(e.SubCode, "accesscontrol.") {
-			if d := e.retryAfter; d > 0 {
-				c.flow.ban(c.appKey, d, e.SubCode)
-				e.longBan = d > c.maxBan
-			}
+		c.scrub(e, sg.secret, req.Session)
+		if d := e.retryAfter; d > 0 && e.isFlowControl() {
+			c.flow.ban(c.appKey, req.Method, e.BanScope(), d, e.SubCode)
+			e.longBan = d > c.maxBan
 		}
 		return Response{}, e
 	}
@@ -323,7 +340,7 @@ var reserved = map[string]bool{
 
 // encode builds the signed form body of req: system and non-blank business
 // parameters sorted by name, URL-encoded, with the signature last.
-func (c *Client) encode(req Request, now time.Time) ([]byte, error) {
+func (c *Client) encode(sg *signer, req Request, now time.Time) ([]byte, error) {
 	var ts [len(timestampLayout)]byte
 	ps := make([]param, 0, len(req.Params)+8)
 	ps = append(ps,
@@ -361,7 +378,7 @@ func (c *Client) encode(req Request, now time.Time) ([]byte, error) {
 		body = append(body, '&')
 	}
 	body = append(body, "sign="...)
-	return c.sign.sum(body, ps), nil
+	return sg.sum(body, ps), nil
 }
 
 // post sends one signed body and interprets the answer.
@@ -375,9 +392,17 @@ func (c *Client) post(ctx context.Context, method string, body []byte) (Response
 	hreq.Header.Set("Content-Type", "application/x-www-form-urlencoded;charset=UTF-8")
 	hreq.Header.Set("Accept", "application/json")
 	hreq.Header.Set("User-Agent", "ordersync-topapi")
+	// Whether the whole request left this process decides whether a failed
+	// call may have been executed (Error.MayHaveExecuted).
+	var wrote atomic.Bool
+	hreq = hreq.WithContext(httptrace.WithClientTrace(hreq.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) },
+	}))
 	hresp, err := c.hc.Do(hreq)
 	if err != nil {
-		return Response{}, c.transportError(ctx, callCtx, "post", 0, err)
+		e := c.transportError(ctx, callCtx, "post", 0, err)
+		e.sent = wrote.Load()
+		return Response{}, e
 	}
 	defer closeBody(hresp.Body)
 	data, err := readBounded(hresp.Body, hresp.ContentLength, c.maxBody)
@@ -385,10 +410,14 @@ func (c *Client) post(ctx context.Context, method string, body []byte) (Response
 		return Response{}, &Error{
 			HTTPStatus: hresp.StatusCode,
 			Msg:        fmt.Sprintf("answer longer than %d bytes", c.maxBody),
+			sent:       true,
+			answered:   hresp.StatusCode >= 200 && hresp.StatusCode <= 299,
 		}
 	}
 	if err != nil {
-		return Response{}, c.transportError(ctx, callCtx, "read answer", hresp.StatusCode, err)
+		e := c.transportError(ctx, callCtx, "read answer", hresp.StatusCode, err)
+		e.sent = true
+		return Response{}, e
 	}
 	return c.parse(method, hresp.StatusCode, data)
 }
@@ -478,29 +507,31 @@ func (c *Client) parse(method string, status int, data []byte) (Response, *Error
 		if err := json.Unmarshal(raw, &er); err == nil {
 			e := &Error{
 				Code: int(er.Code), Msg: er.Msg, SubCode: er.SubCode, SubMsg: er.SubMsg,
-				RequestID: er.RequestID, HTTPStatus: status,
+				RequestID: er.RequestID, HTTPStatus: status, sent: true,
 			}
 			e.classify(c.retryISV)
 			return Response{}, e
 		}
 	}
 	if status < 200 || status > 299 {
-		e := &Error{HTTPStatus: status, Msg: httpStatusMsg(status, data)}
+		e := &Error{HTTPStatus: status, Msg: httpStatusMsg(status, data), sent: true}
 		e.classify(c.retryISV)
 		return Response{}, e
 	}
+	// A 2xx answer the client cannot read is not the gateway's: the URL points
+	// elsewhere (a proxy page, another service). Nothing was executed.
 	if jsonErr != nil {
-		return Response{}, &Error{HTTPStatus: status, Msg: "answer is not a JSON object"}
+		return Response{}, &Error{HTTPStatus: status, Msg: "answer is not a JSON object", sent: true, credentials: true}
 	}
 	inner, ok := envelope(top, method)
 	if !ok {
-		return Response{}, &Error{HTTPStatus: status, Msg: fmt.Sprintf("answer has no %s object", envelopeKey(method))}
+		return Response{}, &Error{HTTPStatus: status, Msg: fmt.Sprintf("answer has no %s object", envelopeKey(method)), sent: true, credentials: true}
 	}
 	var meta struct {
 		RequestID string `json:"request_id"`
 	}
 	if err := json.Unmarshal(inner, &meta); err != nil {
-		return Response{}, &Error{HTTPStatus: status, Msg: fmt.Sprintf("%s is not a JSON object", envelopeKey(method))}
+		return Response{}, &Error{HTTPStatus: status, Msg: fmt.Sprintf("%s is not a JSON object", envelopeKey(method)), sent: true, answered: true}
 	}
 	return Response{Body: inner, RequestID: meta.RequestID}, nil
 }
@@ -546,8 +577,8 @@ func httpStatusMsg(status int, body []byte) string {
 // scrub removes the secret and the session key from an error's text, in
 // case the platform (or a proxy) echoed them. Values shorter than 4 bytes
 // are left alone: they would mangle the text and are no real secret.
-func (c *Client) scrub(e *Error, session string) {
-	for _, s := range [...]string{c.secret, session} {
+func (c *Client) scrub(e *Error, secret, session string) {
+	for _, s := range [...]string{secret, session} {
 		if len(s) < 4 {
 			continue
 		}

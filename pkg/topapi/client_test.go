@@ -36,7 +36,7 @@ func gateway(t testing.TB, h http.HandlerFunc) *httptest.Server {
 
 func newTestClient(t testing.TB, gw string, mod func(*Config)) *Client {
 	t.Helper()
-	cfg := Config{Gateway: gw, AppKey: testKey, AppSecret: testSecret}
+	cfg := Config{Gateway: gw, AppKey: testKey, AppSecret: testSecret, MaxBanWait: time.Minute}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -81,9 +81,15 @@ func TestClassification(t *testing.T) {
 		kind       string
 		retryAfter time.Duration
 		status     int
+		cred       bool // Credentials()
+		exec       bool // MayHaveExecuted()
 	}
 	transient := func(code int) want { return want{code: code, retryable: true, kind: KindPlatform, status: 200} }
+	executed := func(code int) want {
+		return want{code: code, retryable: true, kind: KindPlatform, status: 200, exec: true}
+	}
 	permanent := func(code int) want { return want{code: code, kind: KindPlatform, status: 200} }
+	credentials := func(code int) want { return want{code: code, kind: KindPlatform, status: 200, cred: true} }
 	auth := func(code int) want { return want{code: code, kind: KindAuth, status: 200} }
 	tests := []struct {
 		name   string
@@ -99,11 +105,11 @@ func TestClassification(t *testing.T) {
 		{name: "code 7 with ban length", body: errBody(7, "accesscontrol.limited-by-app-access-count", "This ban will last for 2 more seconds"),
 			want: want{code: 7, retryable: true, kind: KindPlatform, retryAfter: 2 * time.Second, status: 200}},
 		{name: "code 8 exceeds frequency", body: errBody(8, "", ""), want: transient(8)},
-		{name: "code 10 service unavailable", body: errBody(10, "", ""), want: transient(10)},
-		{name: "code 15 isp", body: errBody(15, "isp.top-remote-connection-timeout", ""), want: transient(15)},
-		{name: "code 50 isp", body: errBody(50, "isp.remote-service-timeout", ""), want: transient(50)},
-		{name: "code 520 isp", body: errBody(520, "isp.remote-connection-error", ""), want: transient(520)},
-		{name: "code 670 isp", body: errBody(670, "isp.unknown-error", ""), want: transient(670)},
+		{name: "code 10 service unavailable", body: errBody(10, "", ""), want: executed(10)},
+		{name: "code 15 isp", body: errBody(15, "isp.top-remote-connection-timeout", ""), want: executed(15)},
+		{name: "code 50 isp", body: errBody(50, "isp.remote-service-timeout", ""), want: executed(50)},
+		{name: "code 520 isp", body: errBody(520, "isp.remote-connection-error", ""), want: executed(520)},
+		{name: "code 670 isp", body: errBody(670, "isp.unknown-error", ""), want: executed(670)},
 		{name: "code 15 isv", body: errBody(15, "isv.invalid-parameter", ""), want: permanent(15)},
 		{name: "code 50 isv", body: errBody(50, "isv.invalid-parameter", "非法参数"), want: permanent(50)},
 		{name: "code 520 isv", body: errBody(520, "isv.trade-service-rejection", ""), want: permanent(520)},
@@ -117,18 +123,18 @@ func TestClassification(t *testing.T) {
 		{name: "code 42 forbidden", body: errBody(42, "", ""), want: auth(42)},
 		{name: "code 44 invalid access token", body: errBody(44, "", ""), want: auth(44)},
 		{name: "code 9", body: errBody(9, "", ""), want: permanent(9)},
-		{name: "code 11", body: errBody(11, "isv.permission-api-package-limit", ""), want: permanent(11)},
-		{name: "code 12", body: errBody(12, "", ""), want: permanent(12)},
-		{name: "code 13", body: errBody(13, "", ""), want: permanent(13)},
+		{name: "code 11", body: errBody(11, "isv.permission-api-package-limit", ""), want: credentials(11)},
+		{name: "code 12 insufficient user permissions", body: errBody(12, "", ""), want: auth(12)},
+		{name: "code 13", body: errBody(13, "", ""), want: credentials(13)},
 		{name: "code 21", body: errBody(21, "", ""), want: permanent(21)},
 		{name: "code 22", body: errBody(22, "", ""), want: permanent(22)},
 		{name: "code 23", body: errBody(23, "", ""), want: permanent(23)},
-		{name: "code 24", body: errBody(24, "", ""), want: permanent(24)},
-		{name: "code 25", body: errBody(25, "", ""), want: permanent(25)},
-		{name: "code 28", body: errBody(28, "", ""), want: permanent(28)},
-		{name: "code 29", body: errBody(29, "", ""), want: permanent(29)},
-		{name: "code 30", body: errBody(30, "", ""), want: permanent(30)},
-		{name: "code 31", body: errBody(31, "", ""), want: permanent(31)},
+		{name: "code 24", body: errBody(24, "", ""), want: credentials(24)},
+		{name: "code 25", body: errBody(25, "", ""), want: credentials(25)},
+		{name: "code 28", body: errBody(28, "", ""), want: credentials(28)},
+		{name: "code 29", body: errBody(29, "", ""), want: credentials(29)},
+		{name: "code 30", body: errBody(30, "", ""), want: credentials(30)},
+		{name: "code 31", body: errBody(31, "", ""), want: credentials(31)},
 		{name: "code 32", body: errBody(32, "", ""), want: permanent(32)},
 		{name: "code 33", body: errBody(33, "", ""), want: permanent(33)},
 		{name: "code 34", body: errBody(34, "", ""), want: permanent(34)},
@@ -136,24 +142,27 @@ func TestClassification(t *testing.T) {
 		{name: "code 41", body: errBody(41, "isv.missing-parameter:request_no", ""), want: permanent(41)},
 		{name: "code 43", body: errBody(43, "", ""), want: permanent(43)},
 		{name: "code 47", body: errBody(47, "", ""), want: permanent(47)},
-		{name: "code as a string", body: `{"error_response":{"code":"15","sub_code":"isp.unknown-error"}}`, want: transient(15)},
-		{name: "HTTP 500", status: 500, body: "oops", want: want{retryable: true, kind: KindPlatform, status: 500}},
-		{name: "HTTP 502", status: 502, body: "<html>bad gateway</html>", want: want{retryable: true, kind: KindPlatform, status: 502}},
-		{name: "HTTP 503", status: 503, want: want{retryable: true, kind: KindPlatform, status: 503}},
-		{name: "HTTP 504", status: 504, want: want{retryable: true, kind: KindPlatform, status: 504}},
+		{name: "code as a string", body: `{"error_response":{"code":"15","sub_code":"isp.unknown-error"}}`, want: executed(15)},
+		{name: "HTTP 500", status: 500, body: "oops", want: want{retryable: true, kind: KindPlatform, status: 500, exec: true}},
+		{name: "HTTP 502", status: 502, body: "<html>bad gateway</html>", want: want{retryable: true, kind: KindPlatform, status: 502, exec: true}},
+		{name: "HTTP 503", status: 503, want: want{retryable: true, kind: KindPlatform, status: 503, exec: true}},
+		{name: "HTTP 504", status: 504, want: want{retryable: true, kind: KindPlatform, status: 504, exec: true}},
 		{name: "HTTP 5xx with a permanent error_response", status: 500, body: errBody(25, "", ""),
-			want: want{code: 25, retryable: true, kind: KindPlatform, status: 500}},
+			want: want{code: 25, retryable: true, kind: KindPlatform, status: 500, cred: true}},
 		{name: "HTTP 400", status: 400, body: "bad request", want: want{kind: KindPlatform, status: 400}},
-		{name: "HTTP 403", status: 403, want: want{kind: KindPlatform, status: 403}},
-		{name: "HTTP 404", status: 404, want: want{kind: KindPlatform, status: 404}},
+		{name: "HTTP 401", status: 401, want: want{kind: KindPlatform, status: 401, cred: true}},
+		{name: "HTTP 403", status: 403, want: want{kind: KindPlatform, status: 403, cred: true}},
+		{name: "HTTP 404", status: 404, want: want{kind: KindPlatform, status: 404, cred: true}},
 		{name: "HTTP 400 with a transient error_response", status: 400, body: errBody(15, "isp.top-remote-connection-timeout", ""),
-			want: want{code: 15, retryable: true, kind: KindPlatform, status: 400}},
+			want: want{code: 15, retryable: true, kind: KindPlatform, status: 400, exec: true}},
 		{name: "HTTP 400 with a permanent error_response", status: 400, body: errBody(27, "", ""),
 			want: want{code: 27, kind: KindAuth, status: 400}},
 		{name: "HTTP 429", status: 429, want: want{retryable: true, kind: KindPlatform, status: 429}},
-		{name: "HTTP 200 not JSON", status: 200, body: "<xml/>", want: want{kind: KindPlatform, status: 200}},
+		{name: "HTTP 200 not JSON", status: 200, body: "<xml/>", want: want{kind: KindPlatform, status: 200, cred: true}},
 		{name: "HTTP 200 without the envelope", status: 200, body: `{"a_response":{},"b_response":{}}`,
-			want: want{kind: KindPlatform, status: 200}},
+			want: want{kind: KindPlatform, status: 200, cred: true}},
+		{name: "HTTP 200 envelope not an object", status: 200, body: `{"alibaba_omni_saas_order_create_response":[1]}`,
+			want: want{kind: KindPlatform, status: 200, exec: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,7 +175,8 @@ func TestClassification(t *testing.T) {
 			c := newTestClient(t, srv.URL, func(c *Config) { c.RetryableSubCodes = tt.allow })
 			_, err := c.Call(context.Background(), Request{Method: testMethod})
 			e := asError(t, err)
-			got := want{code: e.Code, retryable: e.Retryable(), kind: e.Kind(), retryAfter: e.RetryAfter(), status: e.HTTPStatus}
+			got := want{code: e.Code, retryable: e.Retryable(), kind: e.Kind(), retryAfter: e.RetryAfter(), status: e.HTTPStatus,
+				cred: e.Credentials(), exec: e.MayHaveExecuted()}
 			if got != tt.want {
 				t.Errorf("got %+v, want %+v (error %v)", got, tt.want, e)
 			}
@@ -701,7 +711,7 @@ func BenchmarkSignEncode(b *testing.B) {
 			now := time.Now()
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := c.encode(benchRequest, now); err != nil {
+				if _, err := c.encode(c.keys.signer.Load(), benchRequest, now); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -3,6 +3,7 @@ package topapi
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -33,9 +34,12 @@ type Error struct {
 	HTTPStatus int    // HTTP status of the answer; 0 when none arrived
 	Err        error  // transport cause, if any
 
-	retryable  bool
-	retryAfter time.Duration
-	longBan    bool
+	retryable   bool
+	retryAfter  time.Duration
+	longBan     bool
+	credentials bool // the app's configuration was refused (see Credentials)
+	sent        bool // the whole request was written to the gateway
+	answered    bool // the gateway answered 2xx with something the client could not use
 }
 
 func (e *Error) Error() string {
@@ -88,14 +92,99 @@ func (e *Error) Retryable() bool { return e.retryable }
 // will last for N more seconds"), or 0 when it said nothing.
 func (e *Error) RetryAfter() time.Duration { return e.retryAfter }
 
-// Kind is [KindAuth] for session and permission failures (codes 26, 27, 42,
-// 44) and [KindPlatform] otherwise.
+// Kind is [KindAuth] for failures of the seller's session (see
+// [Error.Session]) and [KindPlatform] otherwise.
 func (e *Error) Kind() string {
-	switch e.Code {
-	case 26, 27, 42, 44:
+	if e.Session() {
 		return KindAuth
 	}
 	return KindPlatform
+}
+
+// Session reports whether the platform refused the seller's session rather
+// than the app or the request: codes 12 (insufficient user permissions), 26
+// and 27 (missing or invalid session), 42 (insufficient session permissions)
+// and 44 (invalid access token). Refreshing the seller's session fixes it.
+func (e *Error) Session() bool {
+	switch e.Code {
+	case 12, 26, 27, 42, 44:
+		return true
+	}
+	return false
+}
+
+// Credentials reports whether the failure is the app's configuration rather
+// than the request: the platform refused the signature (24, 25), the app key
+// (28, 29), the app's permissions (11, 13) or the timestamp (30, 31: the
+// host's clock), or the gateway URL answered HTTP 401, 403 or 404, or a 2xx
+// that is not a TOP answer (not JSON, without the method's envelope). Every
+// call fails the same way until the configuration is fixed; none of them was
+// executed.
+func (e *Error) Credentials() bool {
+	if e.credentials {
+		return true
+	}
+	switch e.Code {
+	case 11, 13, 24, 25, 28, 29, 30, 31:
+		return true
+	}
+	return false
+}
+
+// MayHaveExecuted reports whether the platform may have executed the call
+// although it failed: the request was written and no answer proves it was not
+// carried out — a timeout or a broken connection after the request left, an
+// HTTP 5xx (a proxy may have forwarded it), a platform failure (isp.*, code
+// 10), or a 2xx answer the client could not use. Flow control, failed checks
+// (signature, parameters, session) and failures before the request was
+// written report false: the call was certainly not executed.
+func (e *Error) MayHaveExecuted() bool {
+	switch {
+	case !e.sent:
+		return false
+	case e.answered:
+		return true
+	case e.Code != 0:
+		return e.Code == 10 || strings.HasPrefix(e.SubCode, "isp.")
+	case e.HTTPStatus >= 500:
+		return true
+	case e.HTTPStatus != 0:
+		return false // 4xx, or a 2xx that is not a TOP answer: refused before execution
+	default:
+		return e.Err != nil // written, then no answer
+	}
+}
+
+// Ban scopes, as reported by [Error.BanScope].
+const (
+	BanApp = "app" // every method of the app key
+	BanAPI = "api" // one method (per-API limits)
+)
+
+// BanScope says what a flow-control error limits: [BanAPI] for the per-API
+// sub-codes (accesscontrol.limited-by-api-access-count,
+// accesscontrol.limited-by-app-api-access-count), [BanApp] otherwise.
+func (e *Error) BanScope() string {
+	switch e.SubCode {
+	case "accesscontrol.limited-by-api-access-count", "accesscontrol.limited-by-app-api-access-count":
+		return BanAPI
+	}
+	return BanApp
+}
+
+// isFlowControl reports whether e is the platform's flow control (codes 4-8,
+// accesscontrol.* sub-codes).
+func (e *Error) isFlowControl() bool {
+	return e.Code >= 4 && e.Code <= 8 || strings.HasPrefix(e.SubCode, "accesscontrol.")
+}
+
+// IsFlowControl reports whether err is a flow-control refusal of the
+// platform (a call limit or a ban; codes 4-8, accesscontrol.* sub-codes),
+// answered by the gateway or recorded by the client. Such a call was not
+// executed.
+func IsFlowControl(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.isFlowControl()
 }
 
 var banRe = regexp.MustCompile(`ban will last for (\d+) more seconds`)
@@ -106,6 +195,11 @@ var banRe = regexp.MustCompile(`ban will last for (\d+) more seconds`)
 // answer) are not classified: they keep retryable false.
 func (e *Error) classify(retryISV map[string]bool) {
 	e.retryable = isTransient(e, retryISV)
+	switch e.HTTPStatus {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		// Not a TOP answer: the gateway URL or a proxy in front of it refused us.
+		e.credentials = e.Code == 0
+	}
 	if m := banRe.FindStringSubmatch(e.SubMsg); m != nil {
 		if n, err := strconv.Atoi(m[1]); err == nil {
 			e.retryAfter = time.Duration(n) * time.Second

@@ -26,6 +26,14 @@ type flow struct {
 
 type flowKey struct{ appKey, method string }
 
+// banKey names what a ban stops: an app key, or one method of it.
+func banKey(appKey, method, scope string) string {
+	if scope == BanAPI {
+		return appKey + " " + method
+	}
+	return appKey
+}
+
 type banState struct {
 	until   time.Time
 	subCode string
@@ -48,25 +56,33 @@ func (f *flow) limiter(appKey, method string) *rate.Limiter {
 	return l.(*rate.Limiter)
 }
 
-// ban records that appKey is banned for d from now, unless a longer ban is
-// already recorded.
-func (f *flow) ban(appKey string, d time.Duration, subCode string) {
+// ban records that appKey (or, for a per-API ban, its method) is banned for d
+// from now, unless a longer ban is already recorded.
+func (f *flow) ban(appKey, method, scope string, d time.Duration, subCode string) {
 	until := time.Now().Add(d)
+	k := banKey(appKey, method, scope)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if b, ok := f.bans[appKey]; !ok || until.After(b.until) {
-		f.bans[appKey] = banState{until: until, subCode: subCode}
+	if b, ok := f.bans[k]; !ok || until.After(b.until) {
+		f.bans[k] = banState{until: until, subCode: subCode}
 	}
 }
 
-func (f *flow) banned(appKey string) (time.Duration, string) {
+// banned returns how long the longer of the app key's and the method's bans
+// still lasts, with its sub-code.
+func (f *flow) banned(appKey, method string) (time.Duration, string) {
 	f.mu.Lock()
-	b, ok := f.bans[appKey]
-	f.mu.Unlock()
-	if !ok {
-		return 0, ""
+	defer f.mu.Unlock()
+	var left time.Duration
+	var subCode string
+	for _, k := range [...]string{appKey, banKey(appKey, method, BanAPI)} {
+		if b, ok := f.bans[k]; ok {
+			if d := time.Until(b.until); d > left {
+				left, subCode = d, b.subCode
+			}
+		}
 	}
-	return time.Until(b.until), b.subCode
+	return left, subCode
 }
 
 // wait blocks until a call of method may go out: the app key's ban has
@@ -74,7 +90,7 @@ func (f *flow) banned(appKey string) (time.Duration, string) {
 // waiting, a code-7 error matching ErrLongBan when the ban outlasts maxWait,
 // and a retryable error when ctx ends (or would end) first.
 func (f *flow) wait(ctx context.Context, appKey, method string, maxWait time.Duration) *Error {
-	if e := f.waitBan(ctx, appKey, maxWait); e != nil {
+	if e := f.waitBan(ctx, appKey, method, maxWait); e != nil {
 		return e
 	}
 	lim := f.limiter(appKey, method)
@@ -96,12 +112,12 @@ func (f *flow) wait(ctx context.Context, appKey, method string, maxWait time.Dur
 		}
 	}
 	// A ban may have arrived while this call waited for its slot.
-	return f.waitBan(ctx, appKey, maxWait)
+	return f.waitBan(ctx, appKey, method, maxWait)
 }
 
-func (f *flow) waitBan(ctx context.Context, appKey string, maxWait time.Duration) *Error {
+func (f *flow) waitBan(ctx context.Context, appKey, method string, maxWait time.Duration) *Error {
 	for {
-		left, subCode := f.banned(appKey)
+		left, subCode := f.banned(appKey, method)
 		if left <= 0 {
 			return nil
 		}

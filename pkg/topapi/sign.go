@@ -39,10 +39,8 @@ func Sign(params map[string]string, secret, signMethod string) (string, error) {
 		ps = append(ps, param{k, v})
 	}
 	sortParams(ps)
-	var s signer
-	s.init(secret, signMethod)
 	var dst [64]byte
-	return string(s.sum(dst[:0], ps)), nil
+	return string(newSigner(secret, signMethod).sum(dst[:0], ps)), nil
 }
 
 func validSignMethod(m string) bool {
@@ -58,7 +56,7 @@ func sortParams(ps []param) {
 
 // signer signs parameter lists with one secret and method. Its pools keep
 // keyed HMAC states and scratch buffers, so a steady stream of calls signs
-// without allocating. The zero value is not usable; call init.
+// without allocating. Make it with newSigner.
 type signer struct {
 	secret string
 	method string
@@ -66,8 +64,8 @@ type signer struct {
 	bufs   sync.Pool // *[]byte scratch for the string to sign
 }
 
-func (s *signer) init(secret, method string) {
-	s.secret = secret
+func newSigner(secret, method string) *signer {
+	s := &signer{secret: secret}
 	s.method = method
 	switch method {
 	case SignHMAC:
@@ -76,6 +74,7 @@ func (s *signer) init(secret, method string) {
 		s.macs.New = func() any { return &macState{h: hmac.New(sha256.New, []byte(secret))} }
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+	return s
 }
 
 // sum appends the upper-case hex signature of ps (sorted, non-blank, without

@@ -90,8 +90,7 @@ func TestSignUnknownMethod(t *testing.T) {
 func TestSignerMatchesSign(t *testing.T) {
 	// The pooled signer must give the same answer on reuse.
 	for _, m := range []string{SignMD5, SignHMAC, SignHMACSHA256} {
-		var s signer
-		s.init("helloworld", m)
+		s := newSigner("helloworld", m)
 		want, _ := Sign(vectorParams(m), "helloworld", m)
 		for i := 0; i < 3; i++ {
 			ps := []param{}

@@ -30,6 +30,9 @@ import (
 // this prefix must name a key: a typo is an error, not a silently ignored setting.
 const envPrefix = "ORDERSYNC_"
 
+// minLease is the shortest worker.lease: renewed every third, a renewal must fit in a second.
+const minLease = 3 * time.Second
+
 // redacted is what a non-empty secret prints as.
 const redacted = "[REDACTED]"
 
@@ -94,7 +97,7 @@ type KafkaConfig struct {
 	DLQTopic          string        `yaml:"dlq_topic"`          // default orders.dlq
 	StartOffset       string        `yaml:"start_offset"`       // first|last; default first
 	MinBytes          int           `yaml:"min_bytes"`          // default 1
-	MaxBytes          int           `yaml:"max_bytes"`          // default 10485760 (10 MiB)
+	MaxBytes          int           `yaml:"max_bytes"`          // default 1048576 (1 MiB) per partition fetch
 	MaxWait           time.Duration `yaml:"max_wait"`           // default 250ms
 	CommitInterval    time.Duration `yaml:"commit_interval"`    // default 1s
 	SessionTimeout    time.Duration `yaml:"session_timeout"`    // default 30s
@@ -154,10 +157,28 @@ type TopConfig struct {
 	Timeout       time.Duration `yaml:"timeout"`      // per gateway call; default 10s
 	QPS           float64       `yaml:"qps"`          // per (app key, method); 0 = unlimited
 	Burst         int           `yaml:"burst"`        // default 0
-	MaxBanWait    time.Duration `yaml:"max_ban_wait"` // default 60s
+	MaxBanWait    time.Duration `yaml:"max_ban_wait"` // default 60s; 0 = wait out no ban
 	// RetryableSubCodes are isv.* sub-codes that mean "try later" for this app.
 	RetryableSubCodes []string `yaml:"retryable_sub_codes"`
 	Retry             Retry    `yaml:"retry"`
+	// Breaker is the circuit breaker of each gateway.
+	Breaker Breaker `yaml:"breaker"`
+	// ReloadInterval is how often app_secret_file and sessions_file are read again; a change
+	// takes effect without a restart. Default 10s.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+}
+
+// Breaker is `top.breaker`: the circuit opens after consecutive_failures failed calls in a row,
+// or when at least min_requests calls in the last window failed at failure_ratio or more; it
+// stays open for open_for, doubling up to max_open_for while probes fail.
+type Breaker struct {
+	Enabled             bool          `yaml:"enabled"`              // default true
+	ConsecutiveFailures int           `yaml:"consecutive_failures"` // default 10
+	FailureRatio        float64       `yaml:"failure_ratio"`        // default 0.5
+	MinRequests         int           `yaml:"min_requests"`         // default 20
+	Window              time.Duration `yaml:"window"`               // default 30s
+	OpenFor             time.Duration `yaml:"open_for"`             // default 5s
+	MaxOpenFor          time.Duration `yaml:"max_open_for"`         // default 2m
 }
 
 // Retry is `top.retry`: exponential backoff with jitter (DESIGN.md §7).
@@ -176,6 +197,10 @@ type WorkerConfig struct {
 	Lease           time.Duration `yaml:"lease"`             // dedupe claim lease; default 30s
 	Retention       time.Duration `yaml:"retention"`         // completed outcomes kept; default 168h
 	MaxMessageBytes int           `yaml:"max_message_bytes"` // default 1048576 (1 MiB)
+	// ProbeInterval is the first wait before a paused intake without an end time (refused
+	// credentials) is probed again; it doubles up to MaxProbeInterval while probes fail.
+	ProbeInterval    time.Duration `yaml:"probe_interval"`     // default 5s
+	MaxProbeInterval time.Duration `yaml:"max_probe_interval"` // default 1m
 }
 
 // ChannelConfig is one entry of `channels`.
@@ -212,7 +237,7 @@ func defaultConfig() Config {
 			DLQTopic:          "orders.dlq",
 			StartOffset:       "first",
 			MinBytes:          1,
-			MaxBytes:          10 << 20,
+			MaxBytes:          1 << 20,
 			MaxWait:           250 * time.Millisecond,
 			CommitInterval:    time.Second,
 			SessionTimeout:    30 * time.Second,
@@ -236,13 +261,25 @@ func defaultConfig() Config {
 				RandomizationFactor: 0.5,
 				MaxElapsedTime:      5 * time.Minute,
 			},
+			Breaker: Breaker{
+				Enabled:             true,
+				ConsecutiveFailures: 10,
+				FailureRatio:        0.5,
+				MinRequests:         20,
+				Window:              30 * time.Second,
+				OpenFor:             5 * time.Second,
+				MaxOpenFor:          2 * time.Minute,
+			},
+			ReloadInterval: 10 * time.Second,
 		},
 		Worker: WorkerConfig{
-			MaxInFlight:     512,
-			ShutdownTimeout: 30 * time.Second,
-			Lease:           30 * time.Second,
-			Retention:       168 * time.Hour,
-			MaxMessageBytes: 1 << 20,
+			MaxInFlight:      512,
+			ShutdownTimeout:  30 * time.Second,
+			Lease:            30 * time.Second,
+			Retention:        168 * time.Hour,
+			MaxMessageBytes:  1 << 20,
+			ProbeInterval:    5 * time.Second,
+			MaxProbeInterval: time.Minute,
 		},
 		Channels: channels,
 		HTTP:     HTTPConfig{Addr: ":8080"},
@@ -779,8 +816,8 @@ func (c Config) validate(requireSecrets bool) error {
 	}
 	rt := t.Retry
 	positive("top.retry.initial_interval", rt.InitialInterval)
-	if rt.Multiplier < 1 || math.IsInf(rt.Multiplier, 0) {
-		bad("top.retry.multiplier", "must be ≥ 1")
+	if !(rt.Multiplier >= 1) || math.IsInf(rt.Multiplier, 0) {
+		bad("top.retry.multiplier", "must be a number ≥ 1")
 	}
 	if rt.MaxInterval < rt.InitialInterval {
 		bad("top.retry.max_interval", "must be ≥ top.retry.initial_interval")
@@ -789,6 +826,23 @@ func (c Config) validate(requireSecrets bool) error {
 		bad("top.retry.randomization_factor", "must be between 0 and 1")
 	}
 	positive("top.retry.max_elapsed_time", rt.MaxElapsedTime)
+	positive("top.reload_interval", t.ReloadInterval)
+	if b := t.Breaker; b.Enabled {
+		if b.ConsecutiveFailures < 1 {
+			bad("top.breaker.consecutive_failures", "must be ≥ 1")
+		}
+		if !(b.FailureRatio > 0 && b.FailureRatio <= 1) {
+			bad("top.breaker.failure_ratio", "must be in (0, 1]")
+		}
+		if b.MinRequests < 1 {
+			bad("top.breaker.min_requests", "must be ≥ 1")
+		}
+		positive("top.breaker.window", b.Window)
+		positive("top.breaker.open_for", b.OpenFor)
+		if b.MaxOpenFor < b.OpenFor {
+			bad("top.breaker.max_open_for", "must be ≥ top.breaker.open_for")
+		}
+	}
 
 	// worker
 	w := c.Worker
@@ -796,7 +850,14 @@ func (c Config) validate(requireSecrets bool) error {
 		bad("worker.max_in_flight", "must be ≥ 1")
 	}
 	positive("worker.shutdown_timeout", w.ShutdownTimeout)
-	positive("worker.lease", w.Lease)
+	if w.Lease < minLease {
+		// Renewed every third of it: a shorter lease can expire while a renewal is still on its way.
+		bad("worker.lease", "must be ≥ %s (the lease is renewed every third of it)", minLease)
+	}
+	positive("worker.probe_interval", w.ProbeInterval)
+	if w.MaxProbeInterval < w.ProbeInterval {
+		bad("worker.max_probe_interval", "must be ≥ worker.probe_interval")
+	}
 	positive("worker.retention", w.Retention)
 	if w.Retention > 0 && w.Retention < w.Lease {
 		bad("worker.retention", "must be ≥ worker.lease")

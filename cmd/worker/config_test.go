@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -527,13 +528,20 @@ func TestValidate(t *testing.T) {
 		{name: "ban wait negative", change: func(c *Config) { c.Top.MaxBanWait = -time.Second }, want: "top.max_ban_wait: must be ≥ 0"},
 		{name: "retryable sub-code", change: func(c *Config) { c.Top.RetryableSubCodes = []string{"isv.ok", "isp.timeout"} }, want: "top.retryable_sub_codes[1]: must be an isv.* sub-code"},
 		{name: "retry initial", change: func(c *Config) { c.Top.Retry.InitialInterval = 0 }, want: "top.retry.initial_interval: must be > 0"},
-		{name: "retry multiplier", change: func(c *Config) { c.Top.Retry.Multiplier = 0.5 }, want: "top.retry.multiplier: must be ≥ 1"},
+		{name: "retry multiplier", change: func(c *Config) { c.Top.Retry.Multiplier = 0.5 }, want: "top.retry.multiplier: must be a number ≥ 1"},
 		{name: "retry max interval", change: func(c *Config) { c.Top.Retry.MaxInterval = time.Millisecond }, want: "top.retry.max_interval: must be ≥ top.retry.initial_interval"},
 		{name: "retry randomization", change: func(c *Config) { c.Top.Retry.RandomizationFactor = 1.5 }, want: "top.retry.randomization_factor: must be between 0 and 1"},
 		{name: "retry max elapsed", change: func(c *Config) { c.Top.Retry.MaxElapsedTime = 0 }, want: "top.retry.max_elapsed_time: must be > 0"},
 		{name: "max in flight", change: func(c *Config) { c.Worker.MaxInFlight = 0 }, want: "worker.max_in_flight: must be ≥ 1"},
 		{name: "shutdown timeout", change: func(c *Config) { c.Worker.ShutdownTimeout = 0 }, want: "worker.shutdown_timeout: must be > 0"},
-		{name: "lease", change: func(c *Config) { c.Worker.Lease = 0 }, want: "worker.lease: must be > 0"},
+		{name: "lease", change: func(c *Config) { c.Worker.Lease = 0 }, want: "worker.lease: must be ≥ 3s"},
+		{name: "lease too short to renew", change: func(c *Config) { c.Worker.Lease = time.Second }, want: "worker.lease: must be ≥ 3s"},
+		{name: "retry multiplier NaN", change: func(c *Config) { c.Top.Retry.Multiplier = math.NaN() }, want: "top.retry.multiplier: must be a number ≥ 1"},
+		{name: "reload interval", change: func(c *Config) { c.Top.ReloadInterval = 0 }, want: "top.reload_interval: must be > 0"},
+		{name: "breaker failure ratio", change: func(c *Config) { c.Top.Breaker.FailureRatio = 1.5 }, want: "top.breaker.failure_ratio: must be in (0, 1]"},
+		{name: "breaker max open", change: func(c *Config) { c.Top.Breaker.MaxOpenFor = time.Second }, want: "top.breaker.max_open_for: must be ≥ top.breaker.open_for"},
+		{name: "breaker off ignores its keys", change: func(c *Config) { c.Top.Breaker = Breaker{} }, want: ""},
+		{name: "probe interval", change: func(c *Config) { c.Worker.MaxProbeInterval = time.Second }, want: "worker.max_probe_interval: must be ≥ worker.probe_interval"},
 		{name: "retention", change: func(c *Config) { c.Worker.Retention = 0 }, want: "worker.retention: must be > 0"},
 		{name: "retention shorter than lease", change: func(c *Config) { c.Worker.Retention = time.Second }, want: "worker.retention: must be ≥ worker.lease"},
 		{name: "max message bytes", change: func(c *Config) { c.Worker.MaxMessageBytes = 0 }, want: "worker.max_message_bytes: must be ≥ 1"},
@@ -762,6 +770,26 @@ func TestExampleConfigCheck(t *testing.T) {
 	err := run(context.Background(), args, &stdout, &stderr, nil)
 	if err == nil || !strings.Contains(err.Error(), "top.app_key: required") {
 		t.Errorf("worker %s without credentials = %v, want an error naming top.app_key", strings.Join(args, " "), err)
+	}
+}
+
+// A top.default_seller without a session in top.sessions_file would reject every event that names
+// no seller; start-up refuses it.
+func TestDefaultSellerNeedsASession(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sessions.yaml")
+	if err := os.WriteFile(path, []byte("shop-a: session-a-0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"ORDERSYNC_TOP_APP_KEY=12345678", "ORDERSYNC_TOP_APP_SECRET=" + testAppSecret,
+		"ORDERSYNC_TOP_SESSIONS_FILE=" + path}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"run", "--check"}, &out, &out, append(env, "ORDERSYNC_TOP_DEFAULT_SELLER=shop-a")); err != nil {
+		t.Fatalf("default seller with a session: %v", err)
+	}
+	err := run(context.Background(), []string{"run", "--check"}, &out, &out, append(env, "ORDERSYNC_TOP_DEFAULT_SELLER=shop-b"))
+	if err == nil || !strings.Contains(err.Error(), `top.default_seller: seller "shop-b" has no session in `+path) {
+		t.Errorf("default seller without a session: %v, want an error naming top.default_seller", err)
 	}
 }
 

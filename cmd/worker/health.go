@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +44,9 @@ func (h *health) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *health) check(ctx context.Context) error {
+	if ps := h.consumer.Paused(); len(ps) > 0 {
+		return pausedError(ps)
+	}
 	if !h.consumer.Ready() {
 		return fmt.Errorf("consumer group not joined")
 	}
@@ -70,4 +75,23 @@ func (h *health) dependencies(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("kafka: %w", err)
+}
+
+// pausedError describes the pauses in force, one per line.
+func pausedError(ps []consumer.PauseState) error {
+	var b strings.Builder
+	b.WriteString("intake paused")
+	for _, p := range ps {
+		fmt.Fprintf(&b, "\n  %s (%s) since %s", p.Reason, p.Scope, p.Since.UTC().Format(time.RFC3339))
+		switch {
+		case p.Probing:
+			b.WriteString(", probing now")
+		case !p.Until.IsZero():
+			fmt.Fprintf(&b, ", next probe %s", p.Until.UTC().Format(time.RFC3339))
+		}
+		if p.Err != "" {
+			fmt.Fprintf(&b, ": %s", p.Err)
+		}
+	}
+	return errors.New(b.String())
 }

@@ -995,9 +995,9 @@ func benchPipeline(b *testing.B, topts telemetry.Options, every256 func()) {
 	}
 	b.Cleanup(client.CloseIdleConnections)
 	pipeline, err := dispatch.NewPipeline(dispatch.PipelineConfig{
-		Registry: reg, Dedupe: store, Caller: client,
-		Sessions: map[string]string{e2eSeller: e2eSession}, DefaultSeller: e2eSeller,
-		ResultsTopic: "orders.results", DLQTopic: "orders.dlq",
+		Registry: reg, Dedupe: store, Gateways: []dispatch.Gateway{{Name: "sim", Caller: client}}, AppKey: e2eAppKey,
+		Sessions: dispatch.NewSessions(map[string]string{e2eSeller: e2eSession}), DefaultSeller: e2eSeller,
+		ResultsTopic:   "orders.results",
 		Logger:         telemetry.NewLogger(io.Discard, "json", 0),
 		TracerProvider: tp, MeterProvider: mp,
 	})
@@ -1031,10 +1031,11 @@ func benchPipeline(b *testing.B, topts telemetry.Options, every256 func()) {
 			attribute.Int64("messaging.kafka.offset", m.Offset),
 			attribute.String("messaging.kafka.message.key", key),
 		))
-		outs, err := pipeline.Process(pctx, m)
+		res, err := pipeline.Process(pctx, m)
 		if err != nil {
 			b.Fatal(err)
 		}
+		outs := res.Records
 		for j := range outs {
 			_, s := tracer.Start(pctx, "send "+outs[j].Topic, trace.WithSpanKind(trace.SpanKindProducer))
 			prop.Inject(trace.ContextWithSpan(pctx, s), consumer.HeaderCarrier{Headers: &outs[j].Headers})

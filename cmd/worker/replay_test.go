@@ -19,6 +19,7 @@ func TestE2EReplayDeadLetters(t *testing.T) {
 	}
 	cfg := e.config("e2e-replay")
 	cfg.Top.Retry.MaxElapsedTime = 200 * time.Millisecond
+	cfg.Top.Breaker.Enabled = false // exhaustion, not an open circuit
 	e.startWorker(cfg)
 
 	g := newEventGen(t)

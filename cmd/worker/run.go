@@ -78,6 +78,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		if sessions, err = loadSessions(cfg.Top.SessionsFile); err != nil {
 			return err
 		}
+		if err := checkDefaultSeller(cfg.Top, sessions); err != nil {
+			return fmt.Errorf("invalid configuration:\n%w", err)
+		}
 	}
 	if *check {
 		fmt.Fprintf(stdout, "configuration OK (%d channel(s) enabled, %d seller session(s))\n", len(cfg.ChannelTopics()), len(sessions))
@@ -97,4 +100,16 @@ func loadValidConfig(path string, environ []string, requireSecrets bool) (Config
 		return Config{}, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return cfg, nil
+}
+
+// checkDefaultSeller refuses sessions that lack top.default_seller: every event without a seller
+// would be rejected.
+func checkDefaultSeller(top TopConfig, sessions map[string]string) error {
+	if top.DefaultSeller == "" {
+		return nil
+	}
+	if _, ok := sessions[top.DefaultSeller]; !ok {
+		return fmt.Errorf("top.default_seller: seller %q has no session in %s", top.DefaultSeller, top.SessionsFile)
+	}
+	return nil
 }

@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -27,6 +29,77 @@ import (
 	"github.com/ordersync/ordersync/pkg/dispatch"
 	"github.com/ordersync/ordersync/pkg/topapi"
 )
+
+// reasonCredentials is the pause reason of refused credentials (see dispatch.Pipeline).
+const reasonCredentials = "credentials"
+
+// gatewaysOf is the pipeline's gateways: top.gateway_url, and one per distinct gateway_url of
+// the enabled channels, sharing client's app key, secret, rate limits and bans.
+func gatewaysOf(cfg Config, client *topapi.Client) ([]dispatch.Gateway, error) {
+	gws := []dispatch.Gateway{{Name: gatewayName(cfg.Top.GatewayURL), Caller: client}}
+	byURL := map[string]int{}
+	ids := make([]string, 0, len(cfg.Channels))
+	for id := range cfg.Channels {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		ch := cfg.Channels[id]
+		if !ch.Enabled || ch.GatewayURL == "" || ch.GatewayURL == cfg.Top.GatewayURL {
+			continue
+		}
+		if i, ok := byURL[ch.GatewayURL]; ok {
+			gws[i].Channels = append(gws[i].Channels, id)
+			continue
+		}
+		c, err := client.WithGateway(ch.GatewayURL)
+		if err != nil {
+			return nil, fmt.Errorf("channels.%s.gateway_url: %w", id, err)
+		}
+		byURL[ch.GatewayURL] = len(gws)
+		gws = append(gws, dispatch.Gateway{Name: gatewayName(ch.GatewayURL), Caller: c, Channels: []string{id}})
+	}
+	// Two gateways on one host are told apart by their path.
+	seen := map[string]int{}
+	for _, gw := range gws {
+		seen[gw.Name]++
+	}
+	for i := range gws {
+		if seen[gws[i].Name] > 1 {
+			u, _ := url.Parse(urlOf(cfg, gws[i]))
+			gws[i].Name = u.Host + u.Path
+		}
+	}
+	return gws, nil
+}
+
+func urlOf(cfg Config, gw dispatch.Gateway) string {
+	if gw.Channels == nil {
+		return cfg.Top.GatewayURL
+	}
+	return cfg.Channels[gw.Channels[0]].GatewayURL
+}
+
+// gatewayName is a gateway URL's host, its name in logs, pauses and metrics.
+func gatewayName(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return raw
+	}
+	return u.Host
+}
+
+func breakerOf(b Breaker) dispatch.Breaker {
+	return dispatch.Breaker{
+		Disabled:            !b.Enabled,
+		ConsecutiveFailures: uint32(b.ConsecutiveFailures),
+		FailureRatio:        b.FailureRatio,
+		MinRequests:         uint32(b.MinRequests),
+		Window:              b.Window,
+		OpenFor:             b.OpenFor,
+		MaxOpenFor:          b.MaxOpenFor,
+	}
+}
 
 // hooks lets dev mode and tests observe the running worker.
 type hooks struct {
@@ -114,26 +187,20 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		return err
 	}
 	defer client.CloseIdleConnections()
-	callers := make(map[string]dispatch.Caller)
-	for id, ch := range cfg.Channels {
-		if ch.Enabled && ch.GatewayURL != "" {
-			c, err := client.WithGateway(ch.GatewayURL)
-			if err != nil {
-				return fmt.Errorf("channels.%s.gateway_url: %w", id, err)
-			}
-			callers[id] = c
-		}
+	gateways, err := gatewaysOf(cfg, client)
+	if err != nil {
+		return err
 	}
 	host, _ := os.Hostname()
 	pipeline, err := dispatch.NewPipeline(dispatch.PipelineConfig{
 		Registry:        registry,
 		Dedupe:          store,
-		Caller:          client,
-		Callers:         callers,
-		Sessions:        sessions,
+		Gateways:        gateways,
+		AppKey:          cfg.Top.AppKey,
+		Breaker:         breakerOf(cfg.Top.Breaker),
+		Sessions:        dispatch.NewSessions(sessions),
 		DefaultSeller:   cfg.Top.DefaultSeller,
 		ResultsTopic:    cfg.Kafka.ResultsTopic,
-		DLQTopic:        cfg.Kafka.DLQTopic,
 		Owner:           fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()),
 		Lease:           cfg.Worker.Lease,
 		Retention:       cfg.Worker.Retention,
@@ -180,7 +247,11 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		GroupID:           cfg.Kafka.GroupID,
 		Topics:            registry.Topics(),
 		Writer:            writer,
+		DeadLetterTopic:   cfg.Kafka.DLQTopic,
 		Dialer:            dialer,
+		Transport:         transport,
+		ProbeInterval:     cfg.Worker.ProbeInterval,
+		MaxProbeInterval:  cfg.Worker.MaxProbeInterval,
 		StartOffset:       startOffset,
 		MinBytes:          cfg.Kafka.MinBytes,
 		MaxBytes:          cfg.Kafka.MaxBytes,
@@ -228,6 +299,42 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		}
 		return nil
 	})
+	// Rotated credentials and refreshed sessions (a Kubernetes Secret update) take effect without
+	// a restart; an unreadable or invalid new file keeps the old values.
+	if path := cfg.Top.AppSecretFile; path != "" {
+		g.Go(func() error {
+			watchFile(gctx, path, cfg.Top.ReloadInterval, log, func(data []byte) error {
+				secret := strings.TrimSpace(string(data))
+				if secret == "" {
+					return fmt.Errorf("%s is empty", path)
+				}
+				if err := client.SetAppSecret(secret); err != nil {
+					return err
+				}
+				log.Info("app secret reloaded", "file", path)
+				cons.Probe(reasonCredentials)
+				return nil
+			})
+			return nil
+		})
+	}
+	if path := cfg.Top.SessionsFile; path != "" {
+		g.Go(func() error {
+			watchFile(gctx, path, cfg.Top.ReloadInterval, log, func([]byte) error {
+				m, err := loadSessions(path)
+				if err == nil {
+					err = checkDefaultSeller(cfg.Top, m)
+				}
+				if err != nil {
+					return err
+				}
+				pipeline.Sessions().Store(m)
+				log.Info("sessions reloaded", "file", path, "sellers", len(m))
+				return nil
+			})
+			return nil
+		})
+	}
 	g.Go(func() error {
 		err := cons.Run(gctx)
 		// The consumer has drained and committed: flush the producer, then stop HTTP.

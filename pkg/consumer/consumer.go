@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,54 +18,26 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
-// Processor handles one consumed message and returns the records to publish for it (its outcome
-// and, where one is due, a dead letter). The consumer publishes them and then marks the message
-// finished. Process must be safe for concurrent use; it is never called concurrently for two
-// messages with the same key on the same partition.
-//
-// An error means the message could not be processed now — a dependency is down — and is retried
-// after a backoff while the message keeps its in-flight slot; an error made with [Defer] is
-// retried after the given delay without holding a slot. Process must honour ctx: when it is
-// cancelled (a revoke or shutdown ran out of time) it should give up promptly and return ctx's
-// error; the message then stays uncommitted and is delivered again to the partition's next owner.
-type Processor interface {
-	Process(ctx context.Context, m kafka.Message) ([]kafka.Message, error)
-}
-
-// ProcessorFunc adapts a function to [Processor].
-type ProcessorFunc func(ctx context.Context, m kafka.Message) ([]kafka.Message, error)
-
-// Process calls f.
-func (f ProcessorFunc) Process(ctx context.Context, m kafka.Message) ([]kafka.Message, error) {
-	return f(ctx, m)
-}
-
-// Defer wraps err so the consumer retries the message after d without holding an in-flight slot
-// while it waits (for example while the platform bans the app key for minutes). The message keeps
-// its key and its offset: later messages of the key wait, and nothing is committed past it.
-func Defer(d time.Duration, err error) error { return &deferError{after: d, err: err} }
-
-type deferError struct {
-	after time.Duration
-	err   error
-}
-
-func (e *deferError) Error() string { return fmt.Sprintf("deferred %s: %v", e.after, e.err) }
-func (e *deferError) Unwrap() error { return e.err }
-
 // Config configures a [Consumer]. Zero values take the documented defaults.
 type Config struct {
 	Brokers []string // required
 	GroupID string   // required
 	Topics  []string // required: the channel topics to consume
-	Writer  *kafka.Writer
-	// Dialer connects the group coordinator and the fetchers (TLS, SASL, client id).
-	// Default: kafka.DefaultDialer.
+	// Writer publishes the processor's records and the dead letters. Required.
+	Writer *kafka.Writer
+	// DeadLetterTopic receives the messages whose Result names a dead-letter reason. Required.
+	DeadLetterTopic string
+	// Dialer connects the group coordinator (TLS, SASL, client id). Default: kafka.DefaultDialer.
 	Dialer *kafka.Dialer
+	// Transport carries fetches and offset lookups (TLS, SASL, client id). Default:
+	// kafka.DefaultTransport.
+	Transport kafka.RoundTripper
 	// StartOffset applies to partitions the group never committed: kafka.FirstOffset (default)
 	// or kafka.LastOffset.
 	StartOffset int64
-	// MinBytes, MaxBytes and MaxWait tune fetching. Defaults: 1 byte, 10 MiB, 250ms.
+	// MinBytes, MaxBytes and MaxWait tune fetching; MaxBytes bounds one partition's fetch
+	// response (the broker returns at least one record batch even if it is larger). Defaults:
+	// 1 byte, 1 MiB, 250ms.
 	MinBytes int
 	MaxBytes int
 	MaxWait  time.Duration
@@ -74,11 +47,22 @@ type Config struct {
 	SessionTimeout    time.Duration
 	RebalanceTimeout  time.Duration
 	HeartbeatInterval time.Duration
-	// MaxInFlight bounds messages between fetch and finish across all partitions. Default: 512.
+	// MaxInFlight bounds messages between fetch and finish across all partitions, parked or not.
+	// Default: 512.
 	MaxInFlight int
 	// DrainTimeout bounds how long in-flight work may run on when partitions are revoked or the
 	// consumer stops; what has not finished by then is abandoned uncommitted. Default: 10s.
 	DrainTimeout time.Duration
+	// ProbeInterval is the first wait before probing a pause that gave no end time; it doubles
+	// with every failed probe up to MaxProbeInterval. Defaults: 5s, 1m.
+	ProbeInterval    time.Duration
+	MaxProbeInterval time.Duration
+	// RampStep is the time between waves of parked messages resuming after a pause (1, 2, 4, ...
+	// messages per wave). Default: 250ms.
+	RampStep time.Duration
+	// LagInterval is how often the partitions' high watermarks are asked of the brokers, so that
+	// lag keeps growing while fetching stands still. Default: 5s.
+	LagInterval time.Duration
 	// Logger receives operational logs. Default: slog.Default().
 	Logger *slog.Logger
 	// RedactKey rewrites a message key before it is recorded as a span attribute (keys may be
@@ -94,6 +78,9 @@ func (c *Config) setDefaults() {
 	if c.Dialer == nil {
 		c.Dialer = kafka.DefaultDialer
 	}
+	if c.Transport == nil {
+		c.Transport = kafka.DefaultTransport
+	}
 	if c.StartOffset == 0 {
 		c.StartOffset = kafka.FirstOffset
 	}
@@ -101,7 +88,7 @@ func (c *Config) setDefaults() {
 		c.MinBytes = 1
 	}
 	if c.MaxBytes == 0 {
-		c.MaxBytes = 10 << 20
+		c.MaxBytes = 1 << 20
 	}
 	if c.MaxWait == 0 {
 		c.MaxWait = 250 * time.Millisecond
@@ -123,6 +110,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = 5 * time.Second
+	}
+	if c.MaxProbeInterval == 0 {
+		c.MaxProbeInterval = time.Minute
+	}
+	if c.RampStep == 0 {
+		c.RampStep = 250 * time.Millisecond
+	}
+	if c.LagInterval == 0 {
+		c.LagInterval = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -152,23 +151,31 @@ func (c Config) Validate() error {
 		return errors.New("consumer: no topics")
 	case c.Writer == nil:
 		return errors.New("consumer: no writer")
+	case c.DeadLetterTopic == "":
+		return errors.New("consumer: no dead-letter topic")
 	case c.MaxInFlight < 0:
 		return errors.New("consumer: max in flight must not be negative")
+	case c.MaxBytes < 0 || c.MinBytes < 0 || c.MaxBytes > 0 && c.MinBytes > c.MaxBytes:
+		return errors.New("consumer: fetch bytes must satisfy 0 ≤ min ≤ max")
 	case c.StartOffset != 0 && c.StartOffset != kafka.FirstOffset && c.StartOffset != kafka.LastOffset:
 		return errors.New("consumer: start offset must be kafka.FirstOffset or kafka.LastOffset")
+	case c.ProbeInterval < 0 || c.MaxProbeInterval < 0 || c.RampStep < 0 || c.LagInterval < 0:
+		return errors.New("consumer: probe, ramp and lag intervals must not be negative")
 	}
 	return nil
 }
 
 // Consumer consumes Config.Topics in a consumer group. Create it with [New] and call
-// [Consumer.Run] once.
+// [Consumer.Run] once. Its methods are safe for concurrent use.
 type Consumer struct {
 	cfg    Config
 	proc   Processor
 	log    *slog.Logger
 	tracer trace.Tracer
-	slots  chan struct{} // an in-flight message holds one element
+	addr   net.Addr
+	slots  chan struct{} // a fetched, unfinished message holds one element
 	m      *instruments
+	gates  *gates
 
 	mu    sync.Mutex
 	parts map[partitionID]*partition // partitions of the current generation
@@ -196,9 +203,11 @@ func New(cfg Config, proc Processor) (*Consumer, error) {
 		proc:   proc,
 		log:    cfg.Logger,
 		tracer: cfg.TracerProvider.Tracer("github.com/ordersync/ordersync/pkg/consumer"),
+		addr:   kafka.TCP(cfg.Brokers...),
 		slots:  make(chan struct{}, cfg.MaxInFlight),
 		parts:  make(map[partitionID]*partition),
 	}
+	c.gates = newGates(c)
 	m, err := newInstruments(cfg.MeterProvider.Meter("github.com/ordersync/ordersync/pkg/consumer"), c)
 	if err != nil {
 		return nil, fmt.Errorf("consumer: metrics: %w", err)
@@ -209,6 +218,13 @@ func New(cfg Config, proc Processor) (*Consumer, error) {
 
 // Ready reports whether the consumer has joined its group and is not shutting down.
 func (c *Consumer) Ready() bool { return c.joined.Load() && !c.draining.Load() }
+
+// Paused describes the pauses that hold processing back, sorted by scope; nil when none.
+func (c *Consumer) Paused() []PauseState { return c.gates.states() }
+
+// Probe brings forward to now the probe of every pause with the given reason that is waiting
+// for its probe time — for example after new credentials were loaded.
+func (c *Consumer) Probe(reason string) { c.gates.probeNow(reason) }
 
 // Run consumes until ctx is cancelled, then stops fetching, lets in-flight work finish within
 // DrainTimeout, commits what finished, leaves the group and returns nil. It returns an error only
@@ -232,6 +248,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer group: %w", err)
 	}
+	defer c.gates.stop()
 	// Work keeps its own context so that a cancelled ctx stops fetching but lets in-flight
 	// messages finish within DrainTimeout; each partition cancels its work when time is up.
 	work := context.WithoutCancel(ctx)
@@ -256,7 +273,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
-// startGeneration starts a fetch loop per assigned partition and a committer, all bound to gen.
+// startGeneration starts a fetch loop per assigned partition, a committer and a lag poller, all
+// bound to gen.
 func (c *Consumer) startGeneration(work context.Context, gen *kafka.Generation) {
 	var parts []*partition
 	var drained sync.WaitGroup
@@ -279,6 +297,7 @@ func (c *Consumer) startGeneration(work context.Context, gen *kafka.Generation) 
 			p.run(gctx, work)
 		})
 	}
+	gen.Start(func(gctx context.Context) { c.pollLag(gctx, parts) })
 	gen.Start(func(gctx context.Context) {
 		t := time.NewTicker(c.cfg.CommitInterval)
 		defer t.Stop()
@@ -301,6 +320,39 @@ func (c *Consumer) startGeneration(work context.Context, gen *kafka.Generation) 
 			}
 		}
 	})
+}
+
+// pollLag asks the brokers for the partitions' high watermarks every LagInterval, so that the lag
+// gauges grow while fetching stands still (a pause, a full in-flight bound, a slow key).
+func (c *Consumer) pollLag(gctx context.Context, parts []*partition) {
+	if len(parts) == 0 {
+		return
+	}
+	req := make(map[string][]kafka.OffsetRequest)
+	for _, p := range parts {
+		req[p.topic] = append(req[p.topic], kafka.LastOffsetOf(p.id))
+	}
+	t := time.NewTicker(c.cfg.LagInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-gctx.Done():
+			return
+		case <-t.C:
+		}
+		offs, err := listOffsets(gctx, c.cfg.Transport, c.addr, req)
+		if err != nil {
+			if gctx.Err() == nil {
+				c.log.Debug("list offsets for lag", "err", err)
+			}
+			continue
+		}
+		for _, p := range parts {
+			if po, ok := offs[p.topic][p.id]; ok && po.Error == nil && po.LastOffset >= 0 {
+				p.hwm.Store(po.LastOffset)
+			}
+		}
+	}
 }
 
 // commit commits every partition whose finished prefix advanced.
@@ -338,6 +390,17 @@ func (c *Consumer) acquire(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// waitSlot waits until a slot is free, without taking it; false when ctx ends first.
+func (c *Consumer) waitSlot(ctx context.Context) bool {
+	select {
+	case c.slots <- struct{}{}:
+		<-c.slots
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

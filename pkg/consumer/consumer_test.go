@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 const (
 	inTopic  = "orders.test"
 	outTopic = "orders.results"
+	dlqTopic = "orders.dlq"
 )
 
 // echo is a processor that records what it saw and returns one record per message.
@@ -50,11 +51,11 @@ type echo struct {
 
 func newEcho() *echo { return &echo{seen: map[string][]int64{}, active: map[string]int{}} }
 
-func (e *echo) Process(ctx context.Context, m kafka.Message) ([]kafka.Message, error) {
+func (e *echo) Process(ctx context.Context, m kafka.Message) (consumer.Result, error) {
 	e.calls.Add(1)
 	if e.fail != nil {
 		if err := e.fail(m); err != nil {
-			return nil, err
+			return consumer.Result{}, err
 		}
 	}
 	key := string(m.Key)
@@ -79,7 +80,7 @@ func (e *echo) Process(ctx context.Context, m kafka.Message) ([]kafka.Message, e
 			e.mu.Lock()
 			e.active[key]--
 			e.mu.Unlock()
-			return nil, ctx.Err()
+			return consumer.Result{}, ctx.Err()
 		}
 	}
 	e.cur.Add(-1)
@@ -87,11 +88,11 @@ func (e *echo) Process(ctx context.Context, m kafka.Message) ([]kafka.Message, e
 	e.active[key]--
 	e.seen[key] = append(e.seen[key], m.Offset)
 	e.mu.Unlock()
-	return []kafka.Message{{
+	return consumer.Result{Records: []kafka.Message{{
 		Topic: outTopic,
 		Key:   m.Key,
 		Value: fmt.Appendf(nil, "%d/%d", m.Partition, m.Offset),
-	}}, nil
+	}}}, nil
 }
 
 type harness struct {
@@ -102,7 +103,7 @@ type harness struct {
 
 func newHarness(t *testing.T, partitions int32) *harness {
 	t.Helper()
-	b := kafkatest.Start(t, partitions, inTopic, outTopic)
+	b := kafkatest.Start(t, partitions, inTopic, outTopic, dlqTopic)
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(b.Addr()),
 		Balancer:     &kafka.Murmur2Balancer{},
@@ -119,6 +120,7 @@ func (h *harness) config(group string) consumer.Config {
 		GroupID:           group,
 		Topics:            []string{inTopic},
 		Writer:            h.writer,
+		DeadLetterTopic:   dlqTopic,
 		MaxWait:           50 * time.Millisecond,
 		CommitInterval:    100 * time.Millisecond,
 		HeartbeatInterval: 200 * time.Millisecond,
@@ -311,43 +313,16 @@ func TestPanicIsRecoveredAndRetried(t *testing.T) {
 	h.waitCommitted("g-panic", 1, 3)
 }
 
-func TestDeferredMessageGivesUpItsSlot(t *testing.T) {
-	h := newHarness(t, 1)
-	h.produce(20, 20)
-	var deferred atomic.Bool
-	e := newEcho()
-	e.fail = func(m kafka.Message) error {
-		if m.Offset == 0 && deferred.CompareAndSwap(false, true) {
-			return consumer.Defer(time.Second, errors.New("app key banned for 1s"))
-		}
-		return nil
-	}
-	cfg := h.config("g-defer")
-	cfg.MaxInFlight = 2 // the fetch loop holds one; the deferred message must not hold the other
-	h.start(cfg, e)
-	// The other 19 finish while offset 0 sits out its ban; nothing is committed past it.
-	h.waitOutputs(19)
-	offs, err := h.broker.CommittedOffsets(context.Background(), "g-defer", inTopic, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if offs[0] > 0 {
-		t.Fatalf("committed %d past the deferred offset 0", offs[0])
-	}
-	h.waitOutputs(20)
-	h.waitCommitted("g-defer", 1, 20)
-}
-
 func TestUnavailableResultsTopicBlocksCommit(t *testing.T) {
 	h := newHarness(t, 1)
 	h.produce(5, 5)
 	e := newEcho()
-	p := consumer.ProcessorFunc(func(ctx context.Context, m kafka.Message) ([]kafka.Message, error) {
-		outs, err := e.Process(ctx, m)
-		for i := range outs {
-			outs[i].Topic = "orders.results-late" // does not exist yet
+	p := consumer.ProcessorFunc(func(ctx context.Context, m kafka.Message) (consumer.Result, error) {
+		res, err := e.Process(ctx, m)
+		for i := range res.Records {
+			res.Records[i].Topic = "orders.results-late" // does not exist yet
 		}
-		return outs, err
+		return res, err
 	})
 	h.start(h.config("g-late"), p)
 	time.Sleep(time.Second)

@@ -35,7 +35,7 @@ func newInstruments(m metric.Meter, c *Consumer) (*instruments, error) {
 		return nil, err
 	}
 	if in.inFlight, err = m.Int64UpDownCounter("ordersync.consumer.in_flight", metric.WithUnit("{message}"),
-		metric.WithDescription("Messages being processed or published, each holding an in-flight slot (at most worker.max_in_flight); parked messages give theirs back.")); err != nil {
+		metric.WithDescription("Fetched messages not yet finished, each holding an in-flight slot (at most worker.max_in_flight), parked ones included.")); err != nil {
 		return nil, err
 	}
 	if in.processRetries, err = m.Int64Counter("ordersync.consumer.process.retries", metric.WithUnit("{retry}"),
@@ -52,12 +52,30 @@ func newInstruments(m metric.Meter, c *Consumer) (*instruments, error) {
 		return nil, err
 	}
 	lag, err := m.Int64ObservableGauge("ordersync.consumer.lag", metric.WithUnit("{message}"),
-		metric.WithDescription("Messages in the partition not yet fetched (high watermark minus next fetch offset)."))
+		metric.WithDescription("Messages in the partition not yet fetched: the high watermark as the broker reports it (fetch responses, and an offsets request every few seconds) minus the next fetch offset."))
 	if err != nil {
 		return nil, err
 	}
 	commitLag, err := m.Int64ObservableGauge("ordersync.consumer.commit_lag", metric.WithUnit("{message}"),
 		metric.WithDescription("Messages in the partition past the committed offset (high watermark minus committed offset)."))
+	if err != nil {
+		return nil, err
+	}
+	paused, err := m.Int64ObservableGauge("ordersync.intake.paused", metric.WithUnit("1"),
+		metric.WithDescription("1 while intake is paused for the reason (ban, circuit_open, credentials, unwritable), 0 otherwise."))
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for reason, on := range c.gates.pausedReasons() {
+			v := int64(0)
+			if on {
+				v = 1
+			}
+			o.ObserveInt64(paused, v, metric.WithAttributes(attribute.String("ordersync.pause.reason", reason)))
+		}
+		return nil
+	}, paused)
 	if err != nil {
 		return nil, err
 	}
@@ -71,10 +89,15 @@ func newInstruments(m metric.Meter, c *Consumer) (*instruments, error) {
 			}
 			attrs := metric.WithAttributes(in.group, attribute.String("messaging.destination.name", id.topic),
 				attribute.String("messaging.destination.partition.id", strconv.Itoa(id.id)))
-			if next := p.fetchNext.Load(); next >= 0 {
+			committed := p.committed.Load()
+			next := p.fetchNext.Load()
+			if next < 0 {
+				next = committed // nothing fetched yet in this generation
+			}
+			if next >= 0 {
 				o.ObserveInt64(lag, max(hwm-next, 0), attrs)
 			}
-			if committed := p.committed.Load(); committed >= 0 {
+			if committed >= 0 {
 				o.ObserveInt64(commitLag, max(hwm-committed, 0), attrs)
 			} else {
 				o.ObserveInt64(commitLag, hwm, attrs)

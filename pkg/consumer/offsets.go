@@ -6,43 +6,66 @@ import (
 )
 
 // tracker follows one partition's fetched offsets and tells the highest offset that can be
-// committed: every offset below it has finished. Safe for concurrent use.
+// committed: every offset below it has finished. A fetched offset can also be dropped — given
+// back unfinished because its topic paused — and fetched again later. Safe for concurrent use.
 type tracker struct {
-	mu        sync.Mutex
-	pending   []entry // fetched offsets in increasing order, from head on
-	head      int
-	next      int64 // one past the highest offset fetched; -1 before the first fetch
-	committed int64 // last offset committed, -1 when none
+	mu      sync.Mutex
+	pending []entry // fetched offsets in increasing order, from head on
+	head    int
+	next    int64 // one past the highest offset fetched; -1 before the first fetch
 }
+
+type entryState uint8
+
+const (
+	entryLive    entryState = iota // fetched, being worked on
+	entryDone                      // finished
+	entryDropped                   // given back; to be fetched again
+)
 
 type entry struct {
 	offset int64
-	done   bool
+	state  entryState
 }
 
-func newTracker(committed int64) *tracker {
-	return &tracker{next: -1, committed: committed}
-}
+func newTracker() *tracker { return &tracker{next: -1} }
 
-// fetched records that offset was handed out. Offsets must increase.
-func (t *tracker) fetched(offset int64) {
+// fetched records that offset was fetched and reports whether it is to be processed: false when
+// the offset is already live or finished (a fetch that went back behind messages that were not
+// dropped). Offsets above every fetched one are appended; lower ones must have been dropped.
+func (t *tracker) fetched(offset int64) bool {
 	t.mu.Lock()
-	t.pending = append(t.pending, entry{offset: offset})
-	t.next = offset + 1
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	if offset >= t.next {
+		t.pending = append(t.pending, entry{offset: offset})
+		t.next = offset + 1
+		return true
+	}
+	i, ok := t.find(offset)
+	if !ok || t.pending[t.head+i].state != entryDropped {
+		return false
+	}
+	t.pending[t.head+i].state = entryLive
+	return true
+}
+
+// find locates offset among the live part of pending (index relative to head).
+func (t *tracker) find(offset int64) (int, bool) {
+	live := t.pending[t.head:]
+	i := sort.Search(len(live), func(i int) bool { return live[i].offset >= offset })
+	return i, i < len(live) && live[i].offset == offset
 }
 
 // finish marks offset finished.
 func (t *tracker) finish(offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	live := t.pending[t.head:]
-	i := sort.Search(len(live), func(i int) bool { return live[i].offset >= offset })
-	if i == len(live) || live[i].offset != offset {
+	i, ok := t.find(offset)
+	if !ok {
 		return
 	}
-	live[i].done = true
-	for t.head < len(t.pending) && t.pending[t.head].done {
+	t.pending[t.head+i].state = entryDone
+	for t.head < len(t.pending) && t.pending[t.head].state == entryDone {
 		t.head++
 	}
 	// Compact once the finished prefix dominates, so memory stays proportional to work in flight.
@@ -50,6 +73,15 @@ func (t *tracker) finish(offset int64) {
 		n := copy(t.pending, t.pending[t.head:])
 		t.pending = t.pending[:n]
 		t.head = 0
+	}
+}
+
+// drop marks offset given back: it stays uncommitted until fetched again and finished.
+func (t *tracker) drop(offset int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i, ok := t.find(offset); ok && t.pending[t.head+i].state == entryLive {
+		t.pending[t.head+i].state = entryDropped
 	}
 }
 
@@ -69,7 +101,7 @@ func (t *tracker) outstanding() int {
 	defer t.mu.Unlock()
 	n := 0
 	for _, e := range t.pending[t.head:] {
-		if !e.done {
+		if e.state != entryDone {
 			n++
 		}
 	}

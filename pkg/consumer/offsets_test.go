@@ -19,7 +19,7 @@ func TestTrackerCommittable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tr := newTracker(-1)
+			tr := newTracker()
 			for _, o := range tt.fetched {
 				tr.fetched(o)
 			}
@@ -33,8 +33,49 @@ func TestTrackerCommittable(t *testing.T) {
 	}
 }
 
+func TestTrackerDropAndFetchAgain(t *testing.T) {
+	tests := []struct {
+		name      string
+		fetched   []int64
+		dropped   []int64
+		finished  []int64
+		refetched []int64 // fetched again after the drops, in order
+		wantTake  []bool  // what fetched reports for each refetched offset
+		want      int64
+	}{
+		{name: "dropped head holds the commit", fetched: []int64{5, 6, 7}, dropped: []int64{5}, finished: []int64{6, 7}, want: 5},
+		{name: "refetch takes only what was dropped", fetched: []int64{5, 6, 7, 8}, dropped: []int64{5, 7}, finished: []int64{6},
+			refetched: []int64{5, 6, 7, 8, 9}, wantTake: []bool{true, false, true, false, true}, want: 5},
+		{name: "finished after refetch", fetched: []int64{5, 6}, dropped: []int64{5, 6}, refetched: []int64{5, 6},
+			wantTake: []bool{true, true}, finished: nil, want: 5},
+		{name: "drop of a finished offset is ignored", fetched: []int64{1, 2}, finished: []int64{1, 2}, dropped: []int64{1}, want: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := newTracker()
+			for _, o := range tt.fetched {
+				tr.fetched(o)
+			}
+			for _, o := range tt.finished {
+				tr.finish(o)
+			}
+			for _, o := range tt.dropped {
+				tr.drop(o)
+			}
+			for i, o := range tt.refetched {
+				if got := tr.fetched(o); got != tt.wantTake[i] {
+					t.Errorf("fetched(%d) again = %v, want %v", o, got, tt.wantTake[i])
+				}
+			}
+			if got := tr.committable(); got != tt.want {
+				t.Errorf("committable() = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestTrackerCompacts(t *testing.T) {
-	tr := newTracker(-1)
+	tr := newTracker()
 	for o := int64(0); o < 10000; o++ {
 		tr.fetched(o)
 		tr.finish(o)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,22 +17,42 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// partition is one assigned partition during one generation: its fetch loop, its key queues and
-// its offset tracker.
+// partition is one assigned partition during one generation: its fetch loop, its key queues
+// and its offset tracker.
 type partition struct {
 	c       *Consumer
 	topic   string
 	id      int
 	start   int64 // offset to start fetching at (absolute, or kafka.FirstOffset/LastOffset)
 	offsets *tracker
+	work    context.Context // the context of processing; cancelled when the drain runs out of time
 
 	committed atomic.Int64 // last committed offset, -1 when none
 	fetchNext atomic.Int64 // one past the last fetched offset, -1 before the first fetch
-	hwm       atomic.Int64 // high watermark seen with the last fetch, -1 before the first fetch
+	hwm       atomic.Int64 // high watermark as the broker last reported it, -1 before
 
-	mu   sync.Mutex
-	keys map[string][]kafka.Message // messages waiting behind a busy key; present = key busy
-	wg   sync.WaitGroup             // running key workers
+	mu     sync.Mutex
+	keys   map[string][]*task // messages waiting behind a running message of the key; present = key busy
+	rewind int64              // lowest offset dropped since the fetch loop last looked; -1 when none
+	wg     sync.WaitGroup     // running tasks
+}
+
+// task is one fetched message on its way to finished. It holds an in-flight slot from fetch
+// until it is finished, dropped (its topic paused: it will be fetched again) or abandoned (the
+// partition was revoked before it finished).
+type task struct {
+	p       *partition
+	msg     kafka.Message
+	key     string
+	keyed   bool
+	fetched time.Time
+	tk      ticket // what the gates admitted it under
+
+	ctx   context.Context // carries the "process" span; nil until first handled
+	span  trace.Span
+	res   *Result // processed, waiting to be published
+	out   *outbox // records of res not yet acknowledged
+	retry *backoff.ExponentialBackOff
 }
 
 func newPartition(c *Consumer, topic string, id int, start int64) *partition {
@@ -39,136 +60,331 @@ func newPartition(c *Consumer, topic string, id int, start int64) *partition {
 	if start >= 0 {
 		committed = start
 	}
-	p := &partition{c: c, topic: topic, id: id, start: start, offsets: newTracker(committed), keys: make(map[string][]kafka.Message)}
+	p := &partition{c: c, topic: topic, id: id, start: start, offsets: newTracker(), keys: make(map[string][]*task), rewind: -1}
 	p.committed.Store(committed)
 	p.fetchNext.Store(-1)
 	p.hwm.Store(-1)
 	return p
 }
 
-// run fetches until gctx ends, then drains: in-flight work gets DrainTimeout to finish before
-// its context (derived from work) is cancelled.
+// run fetches until gctx ends, then drains: running tasks get DrainTimeout to finish before
+// their context (derived from work) is cancelled; queued ones are abandoned.
 func (p *partition) run(gctx, work context.Context) {
-	c := p.c
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        c.cfg.Brokers,
-		Topic:          p.topic,
-		Partition:      p.id,
-		Dialer:         c.cfg.Dialer,
-		MinBytes:       c.cfg.MinBytes,
-		MaxBytes:       c.cfg.MaxBytes,
-		MaxWait:        c.cfg.MaxWait,
-		QueueCapacity:  min(c.cfg.MaxInFlight, 1000),
-		ReadBackoffMin: 50 * time.Millisecond,
-		ReadBackoffMax: time.Second,
-		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { c.log.Debug(fmt.Sprintf(f, a...), "component", "kafka") }),
-	})
-	if err := r.SetOffset(p.start); err != nil {
-		c.log.Error("set offset", "topic", p.topic, "partition", p.id, "offset", p.start, "err", err)
-	}
 	wctx, cancelWork := context.WithCancel(work)
 	defer cancelWork()
+	p.work = wctx
+	p.fetchLoop(gctx)
+	p.drain(cancelWork)
+}
 
+// fetchLoop feeds the partition's messages to tasks. A message is fetched only when the gates
+// admit one more of the topic and an in-flight slot is free, and a record is decoded only after
+// its slot is taken, so fetched but unfinished messages never exceed MaxInFlight. A response
+// waiting for slots holds at most MaxBytes; one that meets a pause is dropped and fetched again.
+func (p *partition) fetchLoop(gctx context.Context) {
+	c := p.c
+	start, err := p.resolveStart(gctx)
+	if err != nil {
+		return
+	}
+	f := newFetcher(c.cfg.Transport, c.addr, p.topic, p.id, start)
 	retry := newRetryBackoff()
+	buffered := false // f holds an unread response
 	for {
-		m, err := r.FetchMessage(gctx)
-		if err != nil {
-			if gctx.Err() != nil {
-				break
+		if at := p.takeRewind(); at >= 0 && at < f.next {
+			f.seek(at)
+			buffered = false
+		}
+		tk, ok, changed := c.gates.admit(p.topic)
+		if !ok {
+			if buffered {
+				f.seek(f.next)
+				buffered = false
 			}
-			c.log.Warn("fetch", "topic", p.topic, "partition", p.id, "err", err)
-			if !sleep(gctx, retry.NextBackOff()) {
-				break
+			select {
+			case <-changed:
+				continue
+			case <-gctx.Done():
+				return
+			}
+		}
+		if !buffered {
+			if !c.waitSlot(gctx) {
+				c.gates.unadmit(tk)
+				return
+			}
+			hwm, err := f.fetch(gctx, c.cfg.MinBytes, c.cfg.MaxBytes, c.cfg.MaxWait)
+			if err != nil {
+				c.gates.unadmit(tk)
+				if gctx.Err() != nil {
+					return
+				}
+				if errors.Is(err, kafka.OffsetOutOfRange) {
+					if next, rerr := p.resetOffset(gctx, f.next); rerr == nil {
+						f.seek(next)
+						continue
+					}
+				}
+				wait := retry.NextBackOff()
+				c.log.Warn("fetch", "topic", p.topic, "partition", p.id, "offset", f.next, "in", wait, "err", err)
+				if !sleep(gctx, wait) {
+					return
+				}
+				continue
+			}
+			retry.Reset()
+			p.hwm.Store(hwm)
+			buffered = true
+		}
+		if err := c.acquire(gctx); err != nil {
+			c.gates.unadmit(tk)
+			return
+		}
+		m, err := f.nextMessage()
+		if err != nil {
+			c.release()
+			c.gates.unadmit(tk)
+			buffered = false
+			if !errors.Is(err, io.EOF) {
+				c.log.Warn("fetch", "topic", p.topic, "partition", p.id, "err", err)
 			}
 			continue
 		}
-		retry.Reset()
-		// Take the slot only with a message in hand: an idle partition waiting in FetchMessage
-		// must not hold one, or max_in_flight idle partitions would stall the worker. A message
-		// dropped here because the generation ended was never tracked, so it is not committed.
-		if err := c.acquire(gctx); err != nil {
-			break
+		if !p.offsets.fetched(m.Offset) {
+			// Fetched again after a rewind, but this one was never dropped.
+			c.release()
+			c.gates.unadmit(tk)
+			continue
 		}
-		p.offsets.fetched(m.Offset)
-		p.fetchNext.Store(m.Offset + 1)
-		p.hwm.Store(m.HighWaterMark)
+		if m.Offset+1 > p.fetchNext.Load() {
+			p.fetchNext.Store(m.Offset + 1)
+		}
 		c.m.consumed.Add(context.Background(), 1, c.m.topicAttrs(p.topic))
-		p.dispatch(wctx, m)
-	}
-	_ = r.Close()
-
-	// Revoked or stopping: let in-flight work finish within the bound, then abandon the rest.
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(c.cfg.DrainTimeout):
-		c.log.Warn("drain timed out; abandoning unfinished messages uncommitted", "topic", p.topic, "partition", p.id, "unfinished", p.offsets.outstanding())
-		cancelWork()
-		<-done
+		t := &task{p: p, msg: m, key: string(m.Key), keyed: len(m.Key) > 0, fetched: time.Now(), tk: tk}
+		c.gates.claim(t)
+		p.dispatch(t)
 	}
 }
 
-// dispatch runs m now, or queues it behind the running message of its key.
-func (p *partition) dispatch(ctx context.Context, m kafka.Message) {
-	if len(m.Key) == 0 {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			p.handle(ctx, m)
-		}()
-		return
-	}
-	key := string(m.Key)
+// takeRewind returns the lowest offset dropped since the last call, or -1.
+func (p *partition) takeRewind() int64 {
 	p.mu.Lock()
-	if q, busy := p.keys[key]; busy {
-		p.keys[key] = append(q, m)
-		p.mu.Unlock()
-		return
-	}
-	p.keys[key] = nil
-	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		p.runKey(ctx, key, m)
-	}()
+	defer p.mu.Unlock()
+	at := p.rewind
+	p.rewind = -1
+	return at
 }
 
-// runKey handles m and then every message queued behind its key, in offset order. Once a message
-// is abandoned (ctx cancelled), the ones behind it are dropped unfinished too: running them would
-// break the key's order.
-func (p *partition) runKey(ctx context.Context, key string, m kafka.Message) {
-	ok := true
+// resolveStart turns a FirstOffset/LastOffset start into an absolute offset.
+func (p *partition) resolveStart(gctx context.Context) (int64, error) {
+	if p.start >= 0 {
+		return p.start, nil
+	}
+	retry := newRetryBackoff()
 	for {
-		if ok {
-			ok = p.handle(ctx, m)
-		} else {
-			p.c.release()
+		offs, err := listOffsets(gctx, p.c.cfg.Transport, p.c.addr, map[string][]kafka.OffsetRequest{p.topic: {{Partition: p.id, Timestamp: p.start}}})
+		if err == nil {
+			po := offs[p.topic][p.id]
+			if po.Error == nil {
+				if p.start == kafka.FirstOffset {
+					return po.FirstOffset, nil
+				}
+				return po.LastOffset, nil
+			}
+			err = po.Error
 		}
-		p.mu.Lock()
-		q := p.keys[key]
-		if len(q) == 0 {
-			delete(p.keys, key)
+		if gctx.Err() != nil {
+			return 0, gctx.Err()
+		}
+		wait := retry.NextBackOff()
+		p.c.log.Warn("list offsets", "topic", p.topic, "partition", p.id, "in", wait, "err", err)
+		if !sleep(gctx, wait) {
+			return 0, gctx.Err()
+		}
+	}
+}
+
+// resetOffset picks where to go on when offset is no longer (or not yet) in the log: the log
+// start when retention deleted it (the skipped messages are lost, loudly), else the start policy.
+func (p *partition) resetOffset(gctx context.Context, offset int64) (int64, error) {
+	offs, err := listOffsets(gctx, p.c.cfg.Transport, p.c.addr, map[string][]kafka.OffsetRequest{
+		p.topic: {kafka.FirstOffsetOf(p.id), kafka.LastOffsetOf(p.id)}})
+	if err != nil {
+		return 0, err
+	}
+	po := offs[p.topic][p.id]
+	if po.Error != nil {
+		return 0, po.Error
+	}
+	switch {
+	case offset < po.FirstOffset:
+		p.c.log.Error("offset deleted before it was consumed; skipping to the log start", "topic", p.topic, "partition", p.id,
+			"offset", offset, "log_start", po.FirstOffset, "skipped", po.FirstOffset-offset)
+		return po.FirstOffset, nil
+	case offset <= po.LastOffset:
+		return offset, nil
+	case p.c.cfg.StartOffset == kafka.LastOffset:
+		p.c.log.Warn("offset past the end of the log; resetting to the end", "topic", p.topic, "partition", p.id, "offset", offset, "end", po.LastOffset)
+		return po.LastOffset, nil
+	default:
+		p.c.log.Warn("offset past the end of the log; resetting to the start", "topic", p.topic, "partition", p.id, "offset", offset, "start", po.FirstOffset)
+		return po.FirstOffset, nil
+	}
+}
+
+// dispatch runs t now, or queues it behind the running or parked message of its key.
+func (p *partition) dispatch(t *task) {
+	p.mu.Lock()
+	if t.keyed {
+		if q, busy := p.keys[t.key]; busy {
+			p.keys[t.key] = append(q, t)
 			p.mu.Unlock()
 			return
 		}
-		m = q[0]
-		q[0] = kafka.Message{}
-		p.keys[key] = q[1:]
-		p.mu.Unlock()
+		p.keys[t.key] = nil
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go p.runTasks(t)
+}
+
+type status int
+
+const (
+	finished status = iota
+	dropped
+	abandoned
+)
+
+// runTasks handles t and then every message queued behind its key, in offset order, until one
+// is dropped (its topic paused) or abandoned (the drain ran out of time); the messages queued
+// behind it then go the same way, since running them would break the key's order.
+func (p *partition) runTasks(t *task) {
+	defer p.wg.Done()
+	for t != nil {
+		switch p.handle(t) {
+		case finished:
+			t = p.next(t)
+		case dropped:
+			p.drop(t)
+			for _, f := range p.takeQueue(t) {
+				p.drop(f)
+			}
+			return
+		case abandoned:
+			p.abandon(t, "abandoned unfinished: "+context.Cause(p.work).Error())
+			for _, f := range p.takeQueue(t) {
+				p.abandon(f, "abandoned behind its key")
+			}
+			return
+		}
 	}
 }
 
-// handle processes m, publishes what the processor returned and marks m finished. It returns
-// false when ctx ended first; m then stays unfinished. It releases the in-flight slot that the
-// fetch loop took for m.
-func (p *partition) handle(ctx context.Context, m kafka.Message) bool {
+// next returns the message queued behind t's key, or nil (the key is then free).
+func (p *partition) next(t *task) *task {
+	if !t.keyed {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.keys[t.key]
+	if len(q) == 0 {
+		delete(p.keys, t.key)
+		return nil
+	}
+	n := q[0]
+	q[0] = nil
+	p.keys[t.key] = q[1:]
+	return n
+}
+
+// takeQueue frees t's key and returns the messages that were queued behind it.
+func (p *partition) takeQueue(t *task) []*task {
+	if !t.keyed {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.keys[t.key]
+	delete(p.keys, t.key)
+	return q
+}
+
+// handle takes t as far as it can: processed, published and finished; or dropped because its
+// topic paused; or abandoned because the drain ran out of time.
+func (p *partition) handle(t *task) status {
 	c := p.c
-	s := &slot{c: c, held: true}
-	defer s.release()
-	start := time.Now()
-	ctx = c.cfg.Propagator.Extract(ctx, HeaderCarrier{Headers: &m.Headers})
+	if t.ctx == nil {
+		p.startSpan(t)
+	}
+	for {
+		if t.ctx.Err() != nil {
+			return abandoned
+		}
+		if t.res == nil {
+			if c.gates.blocked(t) {
+				return dropped
+			}
+			res, err := p.process(t)
+			var pause *Pause
+			switch {
+			case err == nil:
+				c.gates.passed(t)
+				t.res = &res
+			case errors.As(err, &pause):
+				t.span.AddEvent("intake paused", trace.WithAttributes(
+					attribute.String("ordersync.pause.reason", pause.Reason), attribute.String("error", pause.Error())))
+				c.gates.pause(pause, t)
+				return dropped
+			default:
+				if t.ctx.Err() != nil {
+					return abandoned
+				}
+				// A transient failure is not the paused condition: a probe is through.
+				c.gates.passed(t)
+				if !p.backoff(t, "process", err) {
+					return abandoned
+				}
+				continue
+			}
+		}
+		err := c.publish(t)
+		if err == nil {
+			p.finish(t)
+			return finished
+		}
+		if t.ctx.Err() != nil {
+			return abandoned
+		}
+		if !p.backoff(t, "publish", err) {
+			return abandoned
+		}
+	}
+}
+
+// backoff waits before t's next attempt after err; false when the wait was cut short.
+func (p *partition) backoff(t *task, what string, err error) bool {
+	if t.retry == nil {
+		t.retry = newRetryBackoff()
+	}
+	wait := t.retry.NextBackOff()
+	c := p.c
+	if what == "publish" {
+		c.m.publishRetries.Add(context.Background(), 1)
+	} else {
+		c.m.processRetries.Add(context.Background(), 1, c.m.topicAttrs(p.topic))
+	}
+	t.span.AddEvent("retry", trace.WithAttributes(attribute.String("ordersync.retry.of", what), attribute.String("error", err.Error())))
+	c.log.WarnContext(t.ctx, what+" failed; retrying", "topic", p.topic, "partition", p.id, "offset", t.msg.Offset, "in", wait, "err", err)
+	return sleep(t.ctx, wait)
+}
+
+// startSpan starts t's "process" span, continuing the trace of the message's headers.
+func (p *partition) startSpan(t *task) {
+	c := p.c
+	m := &t.msg
+	ctx := c.cfg.Propagator.Extract(p.work, HeaderCarrier{Headers: &m.Headers})
 	attrs := []attribute.KeyValue{
 		attribute.String("messaging.system", "kafka"),
 		attribute.String("messaging.operation.name", "process"),
@@ -187,132 +403,83 @@ func (p *partition) handle(ctx context.Context, m kafka.Message) bool {
 		// conventions recommend for consumers.
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: up}))
 	}
-	ctx, span := c.tracer.Start(ctx, "process "+m.Topic, opts...)
-	defer span.End()
-
-	outs, ok := p.process(ctx, m, s, span)
-	if ok {
-		ok = p.publish(ctx, outs)
-	}
-	errType := ""
-	if !ok {
-		errType = "abandoned"
-		span.SetStatus(codes.Error, "abandoned unfinished: "+context.Cause(ctx).Error())
-		span.SetAttributes(attribute.String("error.type", errType))
-	} else {
-		p.offsets.finish(m.Offset)
-	}
-	c.m.recordProcess(m.Topic, time.Since(start), errType)
-	return ok
+	t.ctx, t.span = c.tracer.Start(ctx, "process "+m.Topic, opts...)
 }
 
-// process calls the processor until it succeeds or ctx ends, backing off on errors.
-func (p *partition) process(ctx context.Context, m kafka.Message, s *slot, span trace.Span) ([]kafka.Message, bool) {
-	c := p.c
-	retry := newRetryBackoff()
-	for attempt := 1; ; attempt++ {
-		outs, err := p.safeProcess(ctx, m)
-		if err == nil {
-			return outs, true
-		}
-		if ctx.Err() != nil {
-			return nil, false
-		}
-		var d *deferError
-		if errors.As(err, &d) {
-			span.AddEvent("deferred", trace.WithAttributes(attribute.String("ordersync.defer", d.after.String()), attribute.String("error", d.err.Error())))
-			c.log.InfoContext(ctx, "message deferred", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "for", d.after, "reason", d.err)
-			// Give the slot back while waiting so other keys keep flowing.
-			s.release()
-			if !sleep(ctx, d.after) || s.acquire(ctx) != nil {
-				return nil, false
-			}
-			continue
-		}
-		wait := retry.NextBackOff()
-		c.m.processRetries.Add(context.Background(), 1, c.m.topicAttrs(m.Topic))
-		span.AddEvent("retry", trace.WithAttributes(attribute.Int("ordersync.attempt", attempt), attribute.String("error", err.Error())))
-		c.log.WarnContext(ctx, "process failed; retrying", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "attempt", attempt, "in", wait, "err", err)
-		if !sleep(ctx, wait) {
-			return nil, false
-		}
-	}
-}
-
-// safeProcess turns a processor panic into an error.
-func (p *partition) safeProcess(ctx context.Context, m kafka.Message) (outs []kafka.Message, err error) {
+// process calls the processor, turning a panic into an error.
+func (p *partition) process(t *task) (res Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("processor panic: %v", r)
 		}
 	}()
-	return p.c.proc.Process(ctx, m)
+	return p.c.proc.Process(t.ctx, t.msg)
 }
 
-// publish writes outs, each under its own "send <topic>" span whose context is injected into the
-// record, retrying failed records until all are acknowledged or ctx ends.
-func (p *partition) publish(ctx context.Context, outs []kafka.Message) bool {
-	if len(outs) == 0 {
-		return true
-	}
-	c := p.c
-	spans := make([]trace.Span, len(outs))
-	for i := range outs {
-		sctx, span := c.tracer.Start(ctx, "send "+outs[i].Topic, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-			attribute.String("messaging.system", "kafka"),
-			attribute.String("messaging.operation.name", "send"),
-			attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.destination.name", outs[i].Topic),
-			attribute.String("messaging.kafka.message.key", c.cfg.RedactKey(string(outs[i].Key))),
-		))
-		c.cfg.Propagator.Inject(sctx, HeaderCarrier{Headers: &outs[i].Headers})
-		spans[i] = span
-	}
-	defer func() {
-		for _, s := range spans {
-			s.End()
-		}
-	}()
+// finish marks t done: its offset may be committed, its slot is free.
+func (p *partition) finish(t *task) {
+	p.offsets.finish(t.msg.Offset)
+	p.c.m.recordProcess(p.topic, time.Since(t.fetched), "")
+	t.span.End()
+	p.c.gates.done(t)
+	p.c.release()
+}
 
-	pending := outs
-	pendingSpans := spans
-	retry := newRetryBackoff()
-	for attempt := 1; ; attempt++ {
-		err := c.cfg.Writer.WriteMessages(ctx, pending...)
-		if err == nil {
-			for _, o := range outs {
-				c.m.sent.Add(context.Background(), 1, c.m.topicAttrs(o.Topic))
-			}
-			return true
-		}
-		var werrs kafka.WriteErrors
-		if errors.As(err, &werrs) && len(werrs) == len(pending) {
-			var again []kafka.Message
-			var againSpans []trace.Span
-			for i, e := range werrs {
-				if e != nil {
-					again = append(again, pending[i])
-					againSpans = append(againSpans, pendingSpans[i])
-				}
-			}
-			pending, pendingSpans = again, againSpans
-		}
-		for _, s := range pendingSpans {
-			s.AddEvent("retry", trace.WithAttributes(attribute.Int("ordersync.attempt", attempt), attribute.String("error", err.Error())))
-		}
-		if ctx.Err() != nil {
-			for _, s := range pendingSpans {
-				s.SetStatus(codes.Error, err.Error())
-				s.SetAttributes(attribute.String("error.type", "publish"))
-			}
-			return false
-		}
-		wait := retry.NextBackOff()
-		c.m.publishRetries.Add(context.Background(), 1)
-		c.log.WarnContext(ctx, "publish failed; retrying", "records", len(pending), "attempt", attempt, "in", wait, "err", err)
-		if !sleep(ctx, wait) {
-			return false
-		}
+// drop gives t back because its topic paused: its slot is freed, its offset stays uncommitted
+// and the partition fetches it again (with everything after it that was dropped) once the pause
+// is over. Nothing of it stays in memory meanwhile.
+func (p *partition) drop(t *task) {
+	if t.span != nil {
+		t.span.SetAttributes(attribute.String("ordersync.outcome", "paused"))
+		t.span.End()
+	}
+	p.offsets.drop(t.msg.Offset)
+	p.mu.Lock()
+	if p.rewind < 0 || t.msg.Offset < p.rewind {
+		p.rewind = t.msg.Offset
+	}
+	p.mu.Unlock()
+	p.c.m.recordProcess(p.topic, time.Since(t.fetched), "paused")
+	p.c.gates.done(t)
+	p.c.release()
+}
+
+// abandon gives t up unfinished: its offset stays uncommitted and goes to the next owner.
+func (p *partition) abandon(t *task, why string) {
+	t.out.endUnsent(why)
+	if t.span != nil {
+		t.span.SetStatus(codes.Error, why)
+		t.span.SetAttributes(attribute.String("error.type", "abandoned"))
+		t.span.End()
+	}
+	p.c.m.recordProcess(p.topic, time.Since(t.fetched), "abandoned")
+	p.c.gates.done(t)
+	p.c.release()
+}
+
+// drain runs when the partition is revoked or the consumer stops: running messages get
+// DrainTimeout, then their context is cancelled; whatever is left queued is abandoned.
+func (p *partition) drain(cancelWork context.CancelFunc) {
+	c := p.c
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(c.cfg.DrainTimeout):
+		c.log.Warn("drain timed out; abandoning unfinished messages uncommitted", "topic", p.topic, "partition", p.id, "unfinished", p.offsets.outstanding())
+		cancelWork()
+		<-done
+	}
+
+	p.mu.Lock()
+	var left []*task
+	for _, q := range p.keys {
+		left = append(left, q...)
+	}
+	clear(p.keys)
+	p.mu.Unlock()
+	for _, t := range left {
+		p.abandon(t, "revoked behind its key")
 	}
 }
 
@@ -341,28 +508,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// slot is the in-flight slot of one message, which it may give back while deferred.
-type slot struct {
-	c    *Consumer
-	held bool
-}
-
-func (s *slot) release() {
-	if s.held {
-		s.c.release()
-		s.held = false
-	}
-}
-
-func (s *slot) acquire(ctx context.Context) error {
-	if s.held {
-		return nil
-	}
-	if err := s.c.acquire(ctx); err != nil {
-		return err
-	}
-	s.held = true
-	return nil
 }

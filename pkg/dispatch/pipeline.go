@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,13 +45,15 @@ var (
 	_ consumer.Processor = (*Pipeline)(nil)
 )
 
-// Headers set on outcome and dead-letter records (DESIGN.md §4).
+// HeaderChannel is set on every outcome record: the channel id.
+const HeaderChannel = "ordersync-channel"
+
+// Headers of dead letters, written by the consumer (DESIGN.md §4).
 const (
-	HeaderChannel         = "ordersync-channel"
-	HeaderError           = "ordersync-error"
-	HeaderSourceTopic     = "ordersync-source-topic"
-	HeaderSourcePartition = "ordersync-source-partition"
-	HeaderSourceOffset    = "ordersync-source-offset"
+	HeaderError           = consumer.HeaderError
+	HeaderSourceTopic     = consumer.HeaderSourceTopic
+	HeaderSourcePartition = consumer.HeaderSourcePartition
+	HeaderSourceOffset    = consumer.HeaderSourceOffset
 )
 
 // Retry is the gateway retry policy for transient errors (DESIGN.md §7).
@@ -62,22 +65,33 @@ type Retry struct {
 	MaxElapsedTime      time.Duration // default 5m
 }
 
-// PipelineConfig configures a [Pipeline]. Registry, Dedupe, Caller, ResultsTopic and DLQTopic
-// are required; zero values of the rest take the documented defaults.
+// Gateway is a TOP gateway the pipeline calls.
+type Gateway struct {
+	// Name identifies the gateway in pause scopes, logs and the circuit metric: its URL's host.
+	Name string
+	// Caller calls it. Required.
+	Caller Caller
+	// Channels lists the channel ids it serves; nil means every channel that no other gateway
+	// lists. Exactly one gateway must have nil.
+	Channels []string
+}
+
+// PipelineConfig configures a [Pipeline]. Registry, Dedupe, Gateways and ResultsTopic are
+// required; zero values of the rest take the documented defaults.
 type PipelineConfig struct {
 	Registry *Registry
 	Dedupe   Deduper
-	// Caller calls the gateway; Callers overrides it per channel id (a channel with its own
-	// gateway URL).
-	Caller  Caller
-	Callers map[string]Caller
+	Gateways []Gateway
+	// AppKey is the app key every gateway calls with: a ban of it pauses every channel.
+	AppKey string
+	// Breaker configures each gateway's circuit breaker.
+	Breaker Breaker
 	// Sessions maps seller → session key for channels that need one; DefaultSeller is used when
 	// an event names no seller. Session keys are secrets and never leave the gateway call.
-	Sessions      map[string]string
+	Sessions      *Sessions
 	DefaultSeller string
 
 	ResultsTopic string
-	DLQTopic     string
 
 	// Owner prefixes the dedupe owner of every claim; it should name the process (pod, pid).
 	// A sequence number makes each claim attempt's owner unique. Default "ordersync-<pid>".
@@ -92,6 +106,10 @@ type PipelineConfig struct {
 	Retry           Retry
 	// InProgressPoll is how often a key that another worker holds is checked. Default 250ms.
 	InProgressPoll time.Duration
+	// StoreTimeout bounds storing the outcome of a call the platform answered. It runs on a
+	// context of its own, so an answer that arrived is stored even when the event's context was
+	// cancelled meanwhile (a drain that ran out of time). Default 10s.
+	StoreTimeout time.Duration
 
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
@@ -109,6 +127,16 @@ type Pipeline struct {
 	tracer trace.Tracer
 	m      pipelineMetrics
 	seq    atomic.Uint64
+	routes map[string]*route // by channel id
+	all    []string          // every enabled channel's topic
+}
+
+// route is how a channel reaches its gateway.
+type route struct {
+	gateway string
+	caller  Caller
+	breaker *breaker
+	topics  []string // the topics of every channel on this gateway
 }
 
 // NewPipeline validates cfg and returns a pipeline.
@@ -118,13 +146,16 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		return nil, errors.New("pipeline: nil registry")
 	case cfg.Dedupe == nil:
 		return nil, errors.New("pipeline: nil deduper")
-	case cfg.Caller == nil:
-		return nil, errors.New("pipeline: nil caller")
-	case cfg.ResultsTopic == "" || cfg.DLQTopic == "":
-		return nil, errors.New("pipeline: results and dlq topics are required")
+	case len(cfg.Gateways) == 0:
+		return nil, errors.New("pipeline: no gateway")
+	case cfg.ResultsTopic == "":
+		return nil, errors.New("pipeline: results topic is required")
 	}
 	if cfg.Owner == "" {
 		cfg.Owner = "ordersync-" + strconv.Itoa(pid())
+	}
+	if cfg.Sessions == nil {
+		cfg.Sessions = new(Sessions)
 	}
 	if cfg.Lease <= 0 {
 		cfg.Lease = 30 * time.Second
@@ -156,6 +187,10 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	if cfg.InProgressPoll <= 0 {
 		cfg.InProgressPoll = 250 * time.Millisecond
 	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 10 * time.Second
+	}
+	cfg.Breaker.setDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -172,11 +207,67 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		cfg:    cfg,
 		log:    cfg.Logger,
 		tracer: cfg.TracerProvider.Tracer("github.com/ordersync/ordersync/pkg/dispatch"),
+		routes: make(map[string]*route),
+		all:    cfg.Registry.Topics(),
 	}
-	if err := p.m.init(cfg.MeterProvider.Meter("github.com/ordersync/ordersync/pkg/dispatch")); err != nil {
+	if err := p.route(); err != nil {
+		return nil, err
+	}
+	if err := p.m.init(cfg.MeterProvider.Meter("github.com/ordersync/ordersync/pkg/dispatch"), p.breakers()); err != nil {
 		return nil, fmt.Errorf("pipeline: metrics: %w", err)
 	}
 	return p, nil
+}
+
+// route maps every enabled channel to its gateway.
+func (p *Pipeline) route() error {
+	var fallback *route
+	for _, gw := range p.cfg.Gateways {
+		if gw.Caller == nil {
+			return fmt.Errorf("pipeline: gateway %q without caller", gw.Name)
+		}
+		rt := &route{gateway: gw.Name, caller: gw.Caller, breaker: newBreaker(gw.Name, p.cfg.Breaker, p.log)}
+		if gw.Channels == nil {
+			if fallback != nil {
+				return errors.New("pipeline: more than one default gateway")
+			}
+			fallback = rt
+			continue
+		}
+		for _, id := range gw.Channels {
+			if _, ok := p.routes[id]; ok {
+				return fmt.Errorf("pipeline: channel %s has two gateways", id)
+			}
+			p.routes[id] = rt
+		}
+	}
+	for _, ch := range p.cfg.Registry.Channels() {
+		rt, ok := p.routes[ch.ID]
+		if !ok {
+			if fallback == nil {
+				return fmt.Errorf("pipeline: no gateway for channel %s", ch.ID)
+			}
+			rt = fallback
+			p.routes[ch.ID] = rt
+		}
+		rt.topics = append(rt.topics, ch.Topic)
+	}
+	return nil
+}
+
+// Sessions returns the sessions the pipeline looks sellers up in; storing new ones (a reloaded
+// sessions file) takes effect for the next event.
+func (p *Pipeline) Sessions() *Sessions { return p.cfg.Sessions }
+
+// breakers returns every gateway's breaker once.
+func (p *Pipeline) breakers() []*breaker {
+	var out []*breaker
+	for _, rt := range p.routes {
+		if !slices.Contains(out, rt.breaker) {
+			out = append(out, rt.breaker)
+		}
+	}
+	return out
 }
 
 // event is one message on its way through the pipeline.
@@ -189,10 +280,12 @@ type event struct {
 	encoded []byte // outcome's JSON as stored by complete; finish publishes the same bytes
 }
 
-// Process implements consumer.Processor. It returns an error only when the event could not be
-// processed now — Redis is unreachable, the claim was lost, or ctx ended — so the consumer
-// retries it later; every other result, including invalid input and a panic, is an outcome.
-func (p *Pipeline) Process(ctx context.Context, m kafka.Message) (outs []kafka.Message, err error) {
+// Process implements consumer.Processor. Every event gets an outcome — invalid input and a
+// panic included — except in two cases: it returns a *consumer.Pause when no event of the
+// channel can get through for now (a long flow-control ban, the gateway's circuit open, the
+// app's credentials refused), and another error when the event could not be processed now and
+// is to be retried as a whole (Redis unreachable, the claim lost, ctx ended).
+func (p *Pipeline) Process(ctx context.Context, m kafka.Message) (res consumer.Result, err error) {
 	ev := &event{msg: m}
 	ev.outcome = Outcome{
 		Source:     Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
@@ -211,13 +304,13 @@ func (p *Pipeline) Process(ctx context.Context, m kafka.Message) (outs []kafka.M
 			ev.outcome.Status = StatusFailed
 			ev.outcome.Error = &ErrorInfo{Kind: KindPlatform, Code: "internal", Msg: fmt.Sprintf("panic: %v", r)}
 			ev.encoded = nil
-			outs, err = p.finish(ctx, ev, true), nil
+			res, err = p.finish(ctx, ev, true), nil
 		}
 	}()
 
 	dead, err := p.run(ctx, ev, &release)
 	if err != nil {
-		return nil, err
+		return consumer.Result{}, err
 	}
 	return p.finish(ctx, ev, dead), nil
 }
@@ -253,8 +346,8 @@ func (p *Pipeline) run(ctx context.Context, ev *event, release *func()) (dead bo
 		if seller == "" {
 			seller = p.cfg.DefaultSeller
 		}
-		session, ok := p.cfg.Sessions[seller]
-		if !ok || session == "" {
+		session, ok := p.cfg.Sessions.Lookup(seller)
+		if !ok {
 			msg := "no session key configured for seller " + strconv.Quote(seller)
 			if seller == "" {
 				msg = "event names no seller and top.default_seller is not set"
@@ -302,19 +395,16 @@ func (p *Pipeline) deliver(ctx context.Context, ev *event, release *func()) (dea
 		}
 	}
 
-	dead, err = p.call(ctx, ev, key, owner, token)
-	if err != nil {
-		(*release)()
-		return false, err
-	}
-	if ev.outcome.Error != nil && ev.outcome.Error.Kind == KindExhausted {
-		// Transient give-up: release, so a replay from the DLQ can try again (DESIGN.md §6).
+	v, err := p.call(ctx, ev, key, owner, token)
+	if err != nil || v != store {
+		// Nothing the platform executed, or nothing known of it: the claim is released so that a
+		// re-send or a replay from the dead-letter topic can try again (DESIGN.md §6).
 		(*release)()
 		*release = nil
-		return dead, nil
+		return v == deadLetter, err
 	}
 	*release = nil
-	return dead, p.complete(ctx, key, owner, token, ev)
+	return false, p.complete(ctx, key, owner, token, ev)
 }
 
 // claim claims key, waiting while another worker holds it. A Redis failure is returned: the
@@ -349,18 +439,23 @@ func (p *Pipeline) claim(ctx context.Context, key dedupe.Key, fingerprint, owner
 	}
 }
 
+// verdict is what a call's result asks for.
+type verdict int
+
+const (
+	store      verdict = iota // the platform executed the call or refused it on its merits: store the outcome
+	deadLetter                // a failed outcome that is not stored: release the claim, dead-letter the event
+)
+
 // call calls the gateway until it answers for good, retrying transient errors with exponential
-// backoff and renewing the lease meanwhile. It fills ev.outcome and reports whether the event
-// goes to the DLQ. It returns an error when the event must be retried later as a whole: the lease
-// was lost, ctx ended, or the platform banned the app key for longer than the client waits.
-func (p *Pipeline) call(ctx context.Context, ev *event, key dedupe.Key, owner string, token int64) (dead bool, err error) {
+// backoff and renewing the lease meanwhile. It fills ev.outcome and says what to do with it. It
+// returns an error when the event must wait or be retried as a whole: a *consumer.Pause (long
+// ban, open circuit, refused credentials), the lease lost, or ctx ended.
+func (p *Pipeline) call(ctx context.Context, ev *event, key dedupe.Key, owner string, token int64) (verdict, error) {
 	lost, stopRenew := p.renew(ctx, key, owner, token)
 	defer stopRenew()
 
-	caller := p.cfg.Caller
-	if c, ok := p.cfg.Callers[ev.ch.ID]; ok {
-		caller = c
-	}
+	rt := p.routes[ev.ch.ID]
 	r := p.cfg.Retry
 	bo := &backoff.ExponentialBackOff{
 		InitialInterval:     r.InitialInterval,
@@ -376,35 +471,35 @@ func (p *Pipeline) call(ctx context.Context, ev *event, key dedupe.Key, owner st
 	for attempt := 1; ; attempt++ {
 		select {
 		case <-lost:
-			return false, fmt.Errorf("call %s: %s: %w", method, key, dedupe.ErrLeaseLost)
+			return store, fmt.Errorf("call %s: %s: %w", method, key, dedupe.ErrLeaseLost)
 		default:
 		}
 		ev.outcome.Attempts = attempt
-		resp, err := p.attempt(ctx, caller, ev.prep.Request, attempt)
+		resp, err := p.attempt(ctx, rt, ev.prep.Request, attempt)
 		if err == nil {
 			ev.outcome.RequestID = resp.RequestID
 			ev.outcome.Response = resp.Body
 			ev.outcome.Status, ev.outcome.Error = ev.ch.Interpret(resp)
-			return false, nil
+			return store, nil
 		}
 		if ctx.Err() != nil {
-			return false, fmt.Errorf("call %s: %w", method, ctx.Err())
+			return store, fmt.Errorf("call %s: %w", method, ctx.Err())
+		}
+		if pause := p.pause(rt, ev.ch, err); pause != nil {
+			return store, pause
 		}
 		var te *topapi.Error
-		isTop := errors.As(err, &te)
-		if isTop {
+		if errors.As(err, &te) {
 			ev.outcome.RequestID = te.RequestID
 		}
-		if errors.Is(err, topapi.ErrLongBan) {
-			p.m.ban(ctx, method)
-			// Park the event without holding an in-flight slot; the claim is released by the
-			// caller so nothing waits on a lease meanwhile.
-			return false, consumer.Defer(te.RetryAfter(), err)
-		}
-		if !isTop || !te.Retryable() {
-			ev.outcome.Status = StatusFailed
-			ev.outcome.Error = ErrorFromTOP(err)
-			return false, nil
+		switch {
+		case te != nil && te.Session():
+			// Only this seller's events fail; a refreshed session and a replay re-drive them.
+			ev.outcome.Status, ev.outcome.Error = StatusFailed, ErrorFromTOP(err)
+			return deadLetter, nil
+		case te == nil || !te.Retryable():
+			ev.outcome.Status, ev.outcome.Error = StatusFailed, ErrorFromTOP(err)
+			return store, nil
 		}
 		wait := bo.NextBackOff()
 		if wait == backoff.Stop {
@@ -412,7 +507,7 @@ func (p *Pipeline) call(ctx context.Context, ev *event, key dedupe.Key, owner st
 			ev.outcome.Error = ErrorFromTOP(err)
 			ev.outcome.Error.Kind = KindExhausted
 			ev.outcome.Error.Msg = fmt.Sprintf("giving up after %d attempt(s): %s", attempt, ev.outcome.Error.Msg)
-			return true, nil
+			return deadLetter, nil
 		}
 		if ra := te.RetryAfter(); ra > wait {
 			p.m.ban(ctx, method)
@@ -426,22 +521,61 @@ func (p *Pipeline) call(ctx context.Context, ev *event, key dedupe.Key, owner st
 		select {
 		case <-time.After(wait):
 		case <-lost:
-			return false, fmt.Errorf("call %s: %s: %w", method, key, dedupe.ErrLeaseLost)
+			return store, fmt.Errorf("call %s: %s: %w", method, key, dedupe.ErrLeaseLost)
 		case <-ctx.Done():
-			return false, fmt.Errorf("call %s: %w", method, ctx.Err())
+			return store, fmt.Errorf("call %s: %w", method, ctx.Err())
 		}
 	}
 }
 
-// attempt makes one gateway call under its own client span.
-func (p *Pipeline) attempt(ctx context.Context, caller Caller, req topapi.Request, n int) (topapi.Response, error) {
+// pause turns a failure that no event of the channel can get past into a pause of intake, or
+// returns nil: a ban longer than top.max_ban_wait (every channel of the app key, or only this
+// channel for a per-API limit), the gateway's circuit open (the gateway's channels), refused
+// credentials (the gateway's channels, until a probe passes).
+func (p *Pipeline) pause(rt *route, ch *Channel, err error) *consumer.Pause {
+	var te *topapi.Error
+	isTop := errors.As(err, &te)
+	switch {
+	case errors.Is(err, errCircuitOpen):
+		var ce *circuitError
+		errors.As(err, &ce)
+		return &consumer.Pause{Scope: "circuit " + rt.gateway, Reason: "circuit_open", Topics: rt.topics, Until: ce.probeAt,
+			Level: slog.LevelWarn, Err: fmt.Errorf("gateway %s failing: circuit open", rt.gateway)}
+	case errors.Is(err, topapi.ErrLongBan):
+		p.m.ban(context.Background(), ch.Method)
+		pz := &consumer.Pause{Scope: "ban app " + p.cfg.AppKey, Reason: "ban", Topics: p.all,
+			Until: time.Now().Add(te.RetryAfter()), Level: slog.LevelWarn, Err: err}
+		if te.BanScope() == topapi.BanAPI {
+			pz.Scope, pz.Topics = "ban app "+p.cfg.AppKey+" method "+ch.Method, []string{ch.Topic}
+		}
+		return pz
+	case isTop && te.Credentials():
+		return &consumer.Pause{Scope: "credentials " + rt.gateway, Reason: "credentials", Topics: rt.topics,
+			Level: slog.LevelError, Err: fmt.Errorf("gateway %s refuses the app's configuration: %w", rt.gateway, err)}
+	}
+	return nil
+}
+
+// circuitError is a call not made because its gateway's circuit is open.
+type circuitError struct{ probeAt time.Time }
+
+func (e *circuitError) Error() string { return errCircuitOpen.Error() }
+func (e *circuitError) Unwrap() error { return errCircuitOpen }
+
+// attempt makes one gateway call under its own client span, through the gateway's breaker.
+func (p *Pipeline) attempt(ctx context.Context, rt *route, req topapi.Request, n int) (topapi.Response, error) {
+	done, probeAt, err := rt.breaker.allow()
+	if err != nil {
+		return topapi.Response{}, &circuitError{probeAt: probeAt}
+	}
 	ctx, span := p.tracer.Start(ctx, "top "+req.Method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 		attribute.String("ordersync.top.method", req.Method),
 		attribute.Int("ordersync.top.attempt", n),
 	))
 	defer span.End()
 	start := time.Now()
-	resp, err := caller.Call(ctx, req)
+	resp, err := rt.caller.Call(ctx, req)
+	done(err)
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -501,10 +635,12 @@ func (p *Pipeline) renew(ctx context.Context, key dedupe.Key, owner string, toke
 }
 
 // complete stores the outcome under the claim, retrying while Redis is unreachable: the platform
-// has answered, so calling it again must be avoided. If the claim is gone — Redis lost it (a
-// restart without persistence) — the outcome is re-seated under a fresh claim rather than
-// thrown away. It fails only if another worker holds or completed the key meanwhile, or ctx
-// ended; the consumer then retries the event, which finds the key done or in progress.
+// has answered, so calling it again must be avoided. It runs on a context of its own bounded by
+// StoreTimeout, so an answer that arrived is stored even when ctx was cancelled meanwhile. If the
+// claim is gone — Redis lost it (a restart without persistence) — the outcome is re-seated under a
+// fresh claim rather than thrown away. It fails only if another worker holds or completed the key
+// meanwhile, or Redis stayed unreachable for StoreTimeout; the consumer then retries the event,
+// which finds the key done or in progress.
 func (p *Pipeline) complete(ctx context.Context, key dedupe.Key, owner string, token int64, ev *event) error {
 	ev.outcome.CompletedAt = p.cfg.Now().UTC()
 	body, err := json.Marshal(ev.outcome)
@@ -514,6 +650,8 @@ func (p *Pipeline) complete(ctx context.Context, key dedupe.Key, owner string, t
 	ev.encoded = body
 	ctx, span := p.tracer.Start(ctx, "dedupe complete")
 	defer span.End()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.StoreTimeout)
+	defer cancel()
 	wait := 100 * time.Millisecond
 	reseated := false
 	for {
@@ -568,8 +706,8 @@ func (p *Pipeline) replay(ev *event, stored []byte) error {
 	return nil
 }
 
-// finish builds the records to publish: the outcome, and the dead letter when dead.
-func (p *Pipeline) finish(ctx context.Context, ev *event, dead bool) []kafka.Message {
+// finish builds the result: the outcome record, and the dead-letter reason when dead.
+func (p *Pipeline) finish(ctx context.Context, ev *event, dead bool) consumer.Result {
 	o := &ev.outcome
 	if o.CompletedAt.IsZero() {
 		o.CompletedAt = p.cfg.Now().UTC()
@@ -587,27 +725,17 @@ func (p *Pipeline) finish(ctx context.Context, ev *event, dead bool) []kafka.Mes
 			body, _ = json.Marshal(o)
 		}
 	}
-	outs := []kafka.Message{{
+	res := consumer.Result{Records: []kafka.Message{{
 		Topic:   p.cfg.ResultsTopic,
 		Key:     []byte(key),
 		Value:   body,
 		Headers: []kafka.Header{{Key: HeaderChannel, Value: []byte(o.Channel)}},
-	}}
+	}}}
 	if dead {
-		m := ev.msg
-		hs := make([]kafka.Header, 0, len(m.Headers)+4)
-		hs = append(hs, m.Headers...)
-		errText := ""
+		res.DeadLetter = "dead letter"
 		if o.Error != nil {
-			errText = o.Error.Msg
+			res.DeadLetter = o.Error.Msg
 		}
-		hs = append(hs,
-			kafka.Header{Key: HeaderError, Value: []byte(errText)},
-			kafka.Header{Key: HeaderSourceTopic, Value: []byte(m.Topic)},
-			kafka.Header{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(m.Partition))},
-			kafka.Header{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
-		)
-		outs = append(outs, kafka.Message{Topic: p.cfg.DLQTopic, Key: m.Key, Value: m.Value, Headers: hs})
 	}
 
 	span := trace.SpanFromContext(ctx)
@@ -626,7 +754,7 @@ func (p *Pipeline) finish(ctx context.Context, ev *event, dead bool) []kafka.Mes
 	}
 	p.log.InfoContext(ctx, "outcome", attrs...)
 	p.m.outcome(ctx, o.Channel, o.Status)
-	return outs
+	return res
 }
 
 // lenientEventID digs event_id out of a value that failed validation, for the outcome.

@@ -19,7 +19,7 @@ type pipelineMetrics struct {
 	dedupes  metric.Int64Counter
 }
 
-func (pm *pipelineMetrics) init(m metric.Meter) error {
+func (pm *pipelineMetrics) init(m metric.Meter, breakers []*breaker) error {
 	var err error
 	if pm.outcomes, err = m.Int64Counter("ordersync.outcomes", metric.WithUnit("{outcome}"),
 		metric.WithDescription("Outcomes by channel and status (succeeded, failed, rejected, duplicate).")); err != nil {
@@ -42,7 +42,18 @@ func (pm *pipelineMetrics) init(m metric.Meter) error {
 		metric.WithDescription("Dedupe claim results: claimed, duplicate, in_progress, conflict.")); err != nil {
 		return err
 	}
-	return nil
+	circuit, err := m.Int64ObservableGauge("ordersync.gateway.circuit_state", metric.WithUnit("1"),
+		metric.WithDescription("State of each gateway's circuit breaker: 0 closed, 1 half-open, 2 open."))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, b := range breakers {
+			o.ObserveInt64(circuit, int64(b.state.Load()), metric.WithAttributes(attribute.String("ordersync.gateway", b.name)))
+		}
+		return nil
+	}, circuit)
+	return err
 }
 
 func (pm *pipelineMetrics) outcome(ctx context.Context, channel, status string) {

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
-	"strconv"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,11 +65,11 @@ func newFixture(t *testing.T, mutate func(*dispatch.PipelineConfig)) *fixture {
 	cfg := dispatch.PipelineConfig{
 		Registry:      reg,
 		Dedupe:        store,
-		Caller:        client,
-		Sessions:      map[string]string{"demo": testSession},
+		Gateways:      []dispatch.Gateway{{Name: "sim", Caller: client}},
+		AppKey:        testAppKey,
+		Sessions:      dispatch.NewSessions(map[string]string{"demo": testSession}),
 		DefaultSeller: "demo",
 		ResultsTopic:  "orders.results",
-		DLQTopic:      "orders.dlq",
 		Lease:         3 * time.Second,
 		Retry:         dispatch.Retry{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxElapsedTime: 2 * time.Second},
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -92,20 +94,47 @@ func (f *fixture) message(channel string, value []byte, offset int64) kafka.Mess
 		Headers: []kafka.Header{{Key: "x-upstream", Value: []byte("pos-7")}}}
 }
 
-func (f *fixture) process(m kafka.Message) (dispatch.Outcome, []kafka.Message) {
+func (f *fixture) process(m kafka.Message) (dispatch.Outcome, consumer.Result) {
 	f.t.Helper()
-	outs, err := f.pipe.Process(context.Background(), m)
+	res, err := f.pipe.Process(context.Background(), m)
 	if err != nil {
 		f.t.Fatalf("Process: %v", err)
 	}
-	if len(outs) == 0 || outs[0].Topic != "orders.results" {
-		f.t.Fatalf("first record goes to %v, want orders.results", outs)
+	if len(res.Records) != 1 || res.Records[0].Topic != "orders.results" {
+		f.t.Fatalf("records %v, want one to orders.results", res.Records)
 	}
 	var o dispatch.Outcome
-	if err := json.Unmarshal(outs[0].Value, &o); err != nil {
+	if err := json.Unmarshal(res.Records[0].Value, &o); err != nil {
 		f.t.Fatalf("decode outcome: %v", err)
 	}
-	return o, outs
+	return o, res
+}
+
+// fixedGateway is a gateway that answers every call with body (HTTP 200 unless status says
+// otherwise), counting calls.
+func fixedGateway(t *testing.T, status int, body string) (url string, calls *atomic.Int32) {
+	t.Helper()
+	calls = new(atomic.Int32)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/router/rest", calls
+}
+
+// withGateway points the fixture's pipeline at url.
+func withGateway(t *testing.T, url string) func(*dispatch.PipelineConfig) {
+	return func(c *dispatch.PipelineConfig) {
+		client, err := topapi.New(topapi.Config{Gateway: url, AppKey: testAppKey, AppSecret: testSecret, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Gateways = []dispatch.Gateway{{Name: "fixed", Caller: client}}
+	}
 }
 
 func seed(t *testing.T, channel string) []byte {
@@ -146,13 +175,14 @@ func TestPipelineSeedEventsSucceedOnce(t *testing.T) {
 	f := newFixture(t, nil)
 	for _, id := range dispatch.ChannelIDs() {
 		t.Run(id, func(t *testing.T) {
-			o, outs := f.process(f.message(id, seed(t, id), 1))
+			o, res := f.process(f.message(id, seed(t, id), 1))
 			if o.Status != dispatch.StatusSucceeded {
 				t.Fatalf("status %q (error %+v), want succeeded", o.Status, o.Error)
 			}
-			if len(outs) != 1 {
-				t.Errorf("%d records, want the outcome only", len(outs))
+			if res.DeadLetter != "" {
+				t.Errorf("dead letter %q, want none", res.DeadLetter)
 			}
+			outs := res.Records
 			if o.Attempts != 1 || o.RequestID == "" || len(o.Response) == 0 || o.IdempotencyKey == "" {
 				t.Errorf("outcome %+v: want 1 attempt, a request id, a response and a key", o)
 			}
@@ -196,27 +226,15 @@ func TestPipelineRejections(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := f.message(tt.channel, tt.value, int64(100+i))
-			o, outs := f.process(m)
+			o, res := f.process(m)
 			if o.Status != dispatch.StatusRejected || o.Error == nil || o.Error.Kind != tt.wantKind {
 				t.Fatalf("outcome %s %+v, want rejected/%s", o.Status, o.Error, tt.wantKind)
 			}
 			if !strings.Contains(o.Error.Msg, tt.wantMsg) {
 				t.Errorf("error %q, want it to name %q", o.Error.Msg, tt.wantMsg)
 			}
-			if len(outs) != 2 || outs[1].Topic != "orders.dlq" {
-				t.Fatalf("records %d, want outcome + dead letter", len(outs))
-			}
-			dl := outs[1]
-			if string(dl.Value) != string(tt.value) || string(dl.Key) != "k" {
-				t.Errorf("dead letter does not carry the original key and value")
-			}
-			for h, want := range map[string]string{
-				"x-upstream": "pos-7", dispatch.HeaderSourceTopic: m.Topic, dispatch.HeaderSourcePartition: "0",
-				dispatch.HeaderSourceOffset: strconv.FormatInt(m.Offset, 10), dispatch.HeaderError: o.Error.Msg,
-			} {
-				if got := consumer.Header(dl, h); got != want {
-					t.Errorf("dead letter header %s = %q, want %q", h, got, want)
-				}
+			if res.DeadLetter != o.Error.Msg {
+				t.Errorf("dead letter reason %q, want the outcome's error %q", res.DeadLetter, o.Error.Msg)
 			}
 		})
 	}
@@ -232,12 +250,12 @@ func TestPipelineConflict(t *testing.T) {
 		t.Fatalf("first: %s %+v", first.Status, first.Error)
 	}
 	other := withRequest(t, seed(t, "omni-saas"), "store_id", "9999") // same request_no, different request
-	o, outs := f.process(f.message("omni-saas", other, 2))
+	o, res := f.process(f.message("omni-saas", other, 2))
 	if o.Status != dispatch.StatusRejected || o.Error.Kind != dispatch.KindConflict {
 		t.Fatalf("outcome %s %+v, want rejected/conflict", o.Status, o.Error)
 	}
-	if len(outs) != 2 {
-		t.Errorf("conflict records %d, want outcome + dead letter", len(outs))
+	if res.DeadLetter == "" {
+		t.Error("conflict without a dead letter")
 	}
 }
 
@@ -260,16 +278,17 @@ func TestPipelineTransientFaultsRetried(t *testing.T) {
 }
 
 func TestPipelineExhaustedReleasesClaim(t *testing.T) {
-	f := newFixture(t, nil)
+	// Without a breaker: failures until the retry budget runs out.
+	f := newFixture(t, func(c *dispatch.PipelineConfig) { c.Breaker.Disabled = true })
 	if err := f.sim.SetFaults(topsim.Faults{ErrorRate: 1}); err != nil {
 		t.Fatal(err)
 	}
-	o, outs := f.process(f.message("omni-saas", seed(t, "omni-saas"), 1))
+	o, res := f.process(f.message("omni-saas", seed(t, "omni-saas"), 1))
 	if o.Status != dispatch.StatusFailed || o.Error.Kind != dispatch.KindExhausted || !o.Error.Retryable {
 		t.Fatalf("outcome %s %+v, want failed/exhausted, retryable", o.Status, o.Error)
 	}
-	if len(outs) != 2 {
-		t.Fatalf("records %d, want outcome + dead letter", len(outs))
+	if res.DeadLetter == "" {
+		t.Fatal("exhausted without a dead letter")
 	}
 	// The claim was released: a replay from the DLQ tries again and succeeds.
 	if err := f.sim.SetFaults(topsim.Faults{}); err != nil {
@@ -281,21 +300,54 @@ func TestPipelineExhaustedReleasesClaim(t *testing.T) {
 	}
 }
 
-func TestPipelinePermanentErrorIsStored(t *testing.T) {
-	f := newFixture(t, func(c *dispatch.PipelineConfig) { c.Sessions = map[string]string{"demo": "revoked-session"} })
-	o, outs := f.process(f.message("omni-saas", seed(t, "omni-saas"), 1))
+// Regression: an expired seller session (code 27) was stored as a finished failed outcome, so
+// re-sending after the session was refreshed gave duplicate(failed) for 7 days and nothing was
+// dead-lettered to replay.
+func TestPipelineSessionErrorIsDeadLetteredNotStored(t *testing.T) {
+	f := newFixture(t, func(c *dispatch.PipelineConfig) {
+		c.Sessions = dispatch.NewSessions(map[string]string{"demo": "revoked-session"})
+	})
+	o, res := f.process(f.message("omni-saas", seed(t, "omni-saas"), 1))
 	if o.Status != dispatch.StatusFailed || o.Error.Kind != dispatch.KindAuth || o.Error.Code != "27" {
 		t.Fatalf("outcome %s %+v, want failed/auth code 27", o.Status, o.Error)
 	}
-	if len(outs) != 1 {
-		t.Errorf("records %d, want the outcome only (permanent failures are not dead letters)", len(outs))
+	if res.DeadLetter == "" {
+		t.Error("session failure without a dead letter: worker replay could not re-drive it")
 	}
-	if strings.Contains(string(outs[0].Value), "revoked-session") {
+	if strings.Contains(string(res.Records[0].Value), "revoked-session") {
 		t.Error("outcome carries the session key")
 	}
+	rec, err := f.store.Get(context.Background(), dedupe.Key{Channel: "omni-saas", ID: "REQ-3436967"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.State != dedupe.Released {
+		t.Errorf("key %s after a session failure, want released (nothing stored)", rec.State)
+	}
+	// The session is refreshed (the sessions file reloaded); the same event now succeeds.
+	f.pipe.Sessions().Store(map[string]string{"demo": testSession})
+	again, _ := f.process(f.message("omni-saas", seed(t, "omni-saas"), 1))
+	if again.Status != dispatch.StatusSucceeded {
+		t.Errorf("after the refresh: %s %+v, want succeeded", again.Status, again.Error)
+	}
+}
+
+func TestPipelinePermanentErrorIsStored(t *testing.T) {
+	url, calls := fixedGateway(t, 200, `{"error_response":{"code":15,"msg":"Remote service error","sub_code":"isv.trade-service-rejection","sub_msg":"rejected"}}`)
+	f := newFixture(t, withGateway(t, url))
+	o, res := f.process(f.message("omni-saas", seed(t, "omni-saas"), 1))
+	if o.Status != dispatch.StatusFailed || o.Error.Kind != dispatch.KindPlatform || o.Error.SubCode != "isv.trade-service-rejection" {
+		t.Fatalf("outcome %s %+v, want failed/platform isv.trade-service-rejection", o.Status, o.Error)
+	}
+	if res.DeadLetter != "" {
+		t.Errorf("dead letter %q, want none: the platform refused the call on its merits", res.DeadLetter)
+	}
 	dup, _ := f.process(f.message("omni-saas", seed(t, "omni-saas"), 2))
-	if dup.Status != dispatch.StatusDuplicate || dup.Error == nil || dup.Error.Code != "27" {
-		t.Errorf("re-sent: %s %+v, want a duplicate replaying code 27", dup.Status, dup.Error)
+	if dup.Status != dispatch.StatusDuplicate || dup.Error == nil || dup.Error.SubCode != "isv.trade-service-rejection" {
+		t.Errorf("re-sent: %s %+v, want a duplicate replaying the refusal", dup.Status, dup.Error)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("gateway called %d times, want 1", n)
 	}
 }
 
@@ -304,9 +356,9 @@ func TestPipelineRedisDownFailsClosed(t *testing.T) {
 	f.redis.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	outs, err := f.pipe.Process(ctx, f.message("omni-saas", seed(t, "omni-saas"), 1))
+	res, err := f.pipe.Process(ctx, f.message("omni-saas", seed(t, "omni-saas"), 1))
 	if err == nil {
-		t.Fatalf("Process with Redis down returned %d records and no error, want an error", len(outs))
+		t.Fatalf("Process with Redis down returned %d records and no error, want an error", len(res.Records))
 	}
 	if s := f.sim.Stats(); s.Total != 0 {
 		t.Fatalf("gateway called %d times without dedupe", s.Total)
@@ -318,22 +370,120 @@ func TestPipelineRedisDownFailsClosed(t *testing.T) {
 	}
 }
 
-func TestPipelineLongBanDefers(t *testing.T) {
+func TestPipelineLongBanPausesEveryChannel(t *testing.T) {
 	f := newFixture(t, nil)
 	if err := f.sim.SetFaults(topsim.Faults{BanRate: 1, BanSeconds: 120}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := f.pipe.Process(context.Background(), f.message("omni-saas", seed(t, "omni-saas"), 1))
-	if !errors.Is(err, topapi.ErrLongBan) {
-		t.Fatalf("Process under a 120s ban: %v, want an error matching topapi.ErrLongBan", err)
+	var pause *consumer.Pause
+	if !errors.As(err, &pause) || !errors.Is(err, topapi.ErrLongBan) {
+		t.Fatalf("Process under a 120s ban: %v, want a *consumer.Pause wrapping topapi.ErrLongBan", err)
 	}
-	// The claim was released, so nothing waits on a lease while the event is parked.
+	if pause.Reason != "ban" || pause.Scope != "ban app "+testAppKey || !slices.Equal(pause.Topics, f.registry.Topics()) {
+		t.Errorf("pause %s/%s over %v, want the app key's ban over every channel's topic", pause.Reason, pause.Scope, pause.Topics)
+	}
+	if d := time.Until(pause.Until); d < 110*time.Second || d > 121*time.Second {
+		t.Errorf("pause until %s from now, want the ban's ~120s", d)
+	}
+	// The claim was released: nothing waits on a lease meanwhile.
 	rec, err := f.store.Get(context.Background(), dedupe.Key{Channel: "omni-saas", ID: "REQ-3436967"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State == dedupe.Claimed {
-		t.Errorf("key still claimed while parked, want released")
+	if rec.State != dedupe.Released {
+		t.Errorf("key %s while paused, want released", rec.State)
+	}
+	// Another channel meets the client's recorded ban without calling the gateway.
+	before := f.sim.Stats().Total
+	if _, err := f.pipe.Process(context.Background(), f.message("tmall-aliauto", seed(t, "tmall-aliauto"), 1)); !errors.As(err, &pause) {
+		t.Fatalf("another channel during the ban: %v, want a pause", err)
+	}
+	if n := f.sim.Stats().Total - before; n != 0 {
+		t.Errorf("gateway called %d times during the ban, want 0", n)
+	}
+}
+
+func TestPipelinePerAPIBanPausesItsChannel(t *testing.T) {
+	url, _ := fixedGateway(t, 200, `{"error_response":{"code":7,"msg":"App Call Limited","sub_code":"accesscontrol.limited-by-api-access-count","sub_msg":"This ban will last for 300 more seconds"}}`)
+	f := newFixture(t, withGateway(t, url))
+	_, err := f.pipe.Process(context.Background(), f.message("omni-saas", seed(t, "omni-saas"), 1))
+	var pause *consumer.Pause
+	if !errors.As(err, &pause) {
+		t.Fatalf("got %v, want a pause", err)
+	}
+	ch, _ := f.registry.ByID("omni-saas")
+	if !slices.Equal(pause.Topics, []string{ch.Topic}) || !strings.Contains(pause.Scope, ch.Method) {
+		t.Errorf("pause %q over %v, want only %s's topic", pause.Scope, pause.Topics, ch.ID)
+	}
+}
+
+// Regression: a wrong app secret (code 25), an unknown app key, a proxy's 401/403/404 or a 200
+// that is not JSON each stored the event as a finished failed outcome for 7 days, though the
+// platform never executed the call. Now they pause intake until a probe passes.
+func TestPipelineCredentialErrorsPauseAndStoreNothing(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+	}{
+		{"invalid signature", 200, `{"error_response":{"code":25,"msg":"Invalid signature"}}`},
+		{"invalid app key", 200, `{"error_response":{"code":29,"msg":"Invalid app Key"}}`},
+		{"insufficient isv permissions", 200, `{"error_response":{"code":11,"msg":"Insufficient isv permissions","sub_code":"isv.permission-api-package-limit"}}`},
+		{"proxy 401", 401, `unauthorized`},
+		{"proxy 403", 403, `forbidden`},
+		{"wrong path 404", 404, `<html>not found</html>`},
+		{"200 not JSON", 200, `<html>login page</html>`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url, _ := fixedGateway(t, tt.status, tt.body)
+			f := newFixture(t, withGateway(t, url))
+			_, err := f.pipe.Process(context.Background(), f.message("omni-saas", seed(t, "omni-saas"), 1))
+			var pause *consumer.Pause
+			if !errors.As(err, &pause) || pause.Reason != "credentials" || !pause.Until.IsZero() {
+				t.Fatalf("got %v, want a credentials pause ended by a probe", err)
+			}
+			if !slices.Equal(pause.Topics, f.registry.Topics()) {
+				t.Errorf("pause over %v, want every topic of the gateway", pause.Topics)
+			}
+			rec, err := f.store.Get(context.Background(), dedupe.Key{Channel: "omni-saas", ID: "REQ-3436967"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.State != dedupe.Released {
+				t.Errorf("key %s, want released: nothing stored", rec.State)
+			}
+		})
+	}
+}
+
+// A gateway that keeps failing opens its circuit: the event in flight stops burning retries and
+// pauses intake instead of ending exhausted.
+func TestPipelineOpenCircuitPauses(t *testing.T) {
+	url, calls := fixedGateway(t, 503, `service unavailable`)
+	f := newFixture(t, func(c *dispatch.PipelineConfig) {
+		withGateway(t, url)(c)
+		c.Breaker = dispatch.Breaker{ConsecutiveFailures: 5, OpenFor: time.Second}
+		c.Retry.MaxElapsedTime = time.Minute
+	})
+	_, err := f.pipe.Process(context.Background(), f.message("omni-saas", seed(t, "omni-saas"), 1))
+	var pause *consumer.Pause
+	if !errors.As(err, &pause) || pause.Reason != "circuit_open" || pause.Scope != "circuit fixed" {
+		t.Fatalf("got %v, want a circuit_open pause", err)
+	}
+	if n := calls.Load(); n != 5 {
+		t.Errorf("gateway called %d times, want 5 (the breaker's consecutive failures)", n)
+	}
+	if d := time.Until(pause.Until); d <= 0 || d > time.Second {
+		t.Errorf("probe in %s, want within the breaker's 1s", d)
+	}
+	// Open: the next event does not call at all.
+	if _, err := f.pipe.Process(context.Background(), f.message("tmall-aliauto", seed(t, "tmall-aliauto"), 2)); !errors.As(err, &pause) {
+		t.Fatalf("second event: %v, want a pause", err)
+	}
+	if n := calls.Load(); n != 5 {
+		t.Errorf("gateway called %d times with the circuit open, want still 5", n)
 	}
 }
 
@@ -342,13 +492,15 @@ type panicCaller struct{}
 func (panicCaller) Call(context.Context, topapi.Request) (topapi.Response, error) { panic("nil map") }
 
 func TestPipelinePanicBecomesFailedOutcome(t *testing.T) {
-	f := newFixture(t, func(c *dispatch.PipelineConfig) { c.Caller = panicCaller{} })
-	o, outs := f.process(f.message("omni-saas", seed(t, "omni-saas"), 1))
+	f := newFixture(t, func(c *dispatch.PipelineConfig) {
+		c.Gateways = []dispatch.Gateway{{Name: "panic", Caller: panicCaller{}}}
+	})
+	o, res := f.process(f.message("omni-saas", seed(t, "omni-saas"), 1))
 	if o.Status != dispatch.StatusFailed || !strings.Contains(o.Error.Msg, "panic") {
 		t.Fatalf("outcome %s %+v, want failed naming the panic", o.Status, o.Error)
 	}
-	if len(outs) != 2 {
-		t.Errorf("records %d, want outcome + dead letter so it can be replayed", len(outs))
+	if res.DeadLetter == "" {
+		t.Error("no dead letter: the event could not be replayed after a fix")
 	}
 	rec, err := f.store.Get(context.Background(), dedupe.Key{Channel: "omni-saas", ID: "REQ-3436967"})
 	if err != nil {

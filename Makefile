@@ -9,7 +9,12 @@ FUZZTIME  ?= 50000x
 
 IMAGE     ?= ghcr.io/ordersync/ordersync
 
-.PHONY: all deps build test test-short fuzz bench lint image static
+# The Go modules: the worker, and the chart tests (their own module, so that k8s.io/api and friends stay
+# out of the worker's go.mod). lint and tidy-check cover both; test runs both.
+CHART_TESTS := test/chart
+MODULES     := . $(CHART_TESTS)
+
+.PHONY: all deps build test test-short fuzz bench lint tidy-check image static
 
 export PATH := $(PATH):$(GOBIN)
 
@@ -22,9 +27,10 @@ build:
 deps:
 	@.ci/deps
 
-## test: every test, with the race detector, plus a short fuzz run per target.
+## test: every test of both modules, with the race detector, plus a short fuzz run per target.
 test: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
+	cd $(CHART_TESTS) && $(GO) test -race -count=1 -timeout 10m ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory static
 
@@ -51,10 +57,21 @@ bench:
 bench-e2e:
 	$(GO) test -run '^$$' -bench '^BenchmarkE2E$$' -benchtime 1x -count=1 -timeout 15m ./cmd/worker/
 
+## lint: gofmt, then vet and staticcheck in each module, then tidy-check.
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	$(GOBIN)/staticcheck ./...
+	@set -e; for m in $(MODULES); do \
+	  echo "vet, staticcheck: $$m"; \
+	  (cd $$m && $(GO) vet ./... && $(GOBIN)/staticcheck ./...); \
+	done
+	$(MAKE) --no-print-directory tidy-check
+
+## tidy-check: fails when `go mod tidy` would change go.mod or go.sum of either module (prints the diff).
+tidy-check:
+	@set -e; for m in $(MODULES); do \
+	  echo "go mod tidy -diff: $$m"; \
+	  (cd $$m && $(GO) mod tidy -diff); \
+	done
 
 ## image: the container image (Dockerfile), tagged with VERSION without its leading "v".
 image:

@@ -80,7 +80,13 @@ func checkRunnableConfig(t *testing.T, r *release, values chartValues) settings 
 			return string(v), ok
 		}
 		if name == values.Secret.ExistingSecret && strings.Contains(key, "sessions") {
-			return "seller-from-existing-secret: external-session-key\n", true
+			// The operator's sessions hold the configured default seller (the worker refuses
+			// sessions without it).
+			sessions := "seller-from-existing-secret: external-session-key\n"
+			if s := values.Config.Top.DefaultSeller; s != "" {
+				sessions += s + ": external-session-of-the-default-seller\n"
+			}
+			return sessions, true
 		}
 		return "external-" + name + "-" + key, true // a Secret the operator manages
 	}

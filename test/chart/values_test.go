@@ -35,6 +35,11 @@ type chartValues struct {
 		SASLPassword   string            `json:"kafkaSaslPassword"`
 		RedisPassword  string            `json:"redisPassword"`
 	} `json:"secret"`
+	Config struct {
+		Top struct {
+			DefaultSeller string `json:"default_seller"`
+		} `json:"top"`
+	} `json:"config"`
 }
 
 // secretValues lists the secret values set in a value file.

@@ -47,9 +47,19 @@ func (h *health) check(ctx context.Context) error {
 	if ps := h.consumer.Paused(); len(ps) > 0 {
 		return pausedError(ps)
 	}
+	err := h.cachedDependencies(ctx)
 	if !h.consumer.Ready() {
-		return fmt.Errorf("consumer group not joined")
+		// Say why when a dependency tells: a group that cannot be joined because the brokers refuse
+		// the credentials is otherwise a wait without a word.
+		if err != nil {
+			return fmt.Errorf("consumer group not joined: %w", err)
+		}
+		return errors.New("consumer group not joined")
 	}
+	return err
+}
+
+func (h *health) cachedDependencies(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if time.Since(h.checked) < 2*time.Second {

@@ -1,9 +1,13 @@
 // Package kafkatest runs an in-process Kafka-protocol broker (kfake) on a loopback TCP port for
 // tests, and offers small helpers to produce and read records with the real kafka-go client.
+//
+// A broker may be secured with TLS ([WithTLS]) and SASL ([WithSASL]); its helpers, [Broker.Dialer]
+// and [Broker.Transport] then connect with the client settings it was started with.
 package kafkatest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,19 +15,78 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // Broker is a running kfake cluster of one broker.
 type Broker struct {
-	c *kfake.Cluster
+	c         *kfake.Cluster
+	tls       *tls.Config    // client side; nil without TLS
+	sasl      sasl.Mechanism // nil without SASL
+	transport *kafka.Transport
+}
+
+// Option secures a broker started with [StartWith] or [NewWith].
+type Option func(*options) error
+
+type options struct {
+	kfake []kfake.Opt
+	tls   *tls.Config
+	sasl  sasl.Mechanism
+}
+
+// WithTLS makes the broker accept TLS connections only, with server as its configuration (a
+// certificate, and ClientAuth for mutual TLS). The broker's helpers connect with client, which must
+// trust the server's certificate (and present one when server requires it).
+func WithTLS(server, client *tls.Config) Option {
+	return func(o *options) error {
+		if server == nil || client == nil {
+			return errors.New("kafkatest: WithTLS needs a server and a client configuration")
+		}
+		o.kfake = append(o.kfake, kfake.TLS(server))
+		o.tls = client
+		return nil
+	}
+}
+
+// WithSASL makes the broker require SASL authentication with one superuser, user with password,
+// and the given mechanism: "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512". No other user exists (not
+// even kfake's default admin). The broker's helpers authenticate as this user.
+func WithSASL(mechanism, user, password string) Option {
+	return func(o *options) error {
+		var err error
+		switch mechanism {
+		case "PLAIN":
+			o.sasl = plain.Mechanism{Username: user, Password: password}
+		case "SCRAM-SHA-256":
+			o.sasl, err = scram.Mechanism(scram.SHA256, user, password)
+		case "SCRAM-SHA-512":
+			o.sasl, err = scram.Mechanism(scram.SHA512, user, password)
+		default:
+			return fmt.Errorf("kafkatest: unknown SASL mechanism %q", mechanism)
+		}
+		if err != nil {
+			return fmt.Errorf("kafkatest: %w", err)
+		}
+		o.kfake = append(o.kfake, kfake.EnableSASL(), kfake.Superuser(mechanism, user, password))
+		return nil
+	}
 }
 
 // Start runs a broker with the given topics, each with the given number of partitions, on a free
 // loopback port. It is closed when the test ends.
 func Start(t testing.TB, partitions int32, topics ...string) *Broker {
 	t.Helper()
-	b, err := New(partitions, topics...)
+	return StartWith(t, partitions, topics)
+}
+
+// StartWith is Start with options (TLS, SASL).
+func StartWith(t testing.TB, partitions int32, topics []string, opts ...Option) *Broker {
+	t.Helper()
+	b, err := NewWith(0, partitions, topics, opts...)
 	if err != nil {
 		t.Fatalf("start kfake broker: %v", err)
 	}
@@ -38,7 +101,18 @@ func New(partitions int32, topics ...string) (*Broker, error) {
 
 // NewOn runs a broker on the given loopback port (0 picks a free one).
 func NewOn(port int, partitions int32, topics ...string) (*Broker, error) {
-	opts := []kfake.Opt{
+	return NewWith(port, partitions, topics)
+}
+
+// NewWith is NewOn with options (TLS, SASL).
+func NewWith(port int, partitions int32, topics []string, opts ...Option) (*Broker, error) {
+	var o options
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	kopts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		// Tests use short sessions so rebalances after a stopped member take seconds, not minutes.
 		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
@@ -47,13 +121,15 @@ func NewOn(port int, partitions int32, topics ...string) (*Broker, error) {
 		}),
 	}
 	if len(topics) > 0 {
-		opts = append(opts, kfake.SeedTopics(partitions, topics...))
+		kopts = append(kopts, kfake.SeedTopics(partitions, topics...))
 	}
-	c, err := kfake.NewCluster(opts...)
+	c, err := kfake.NewCluster(append(kopts, o.kfake...)...)
 	if err != nil {
 		return nil, err
 	}
-	return &Broker{c: c}, nil
+	b := &Broker{c: c, tls: o.tls, sasl: o.sasl}
+	b.transport = &kafka.Transport{DialTimeout: 10 * time.Second, TLS: b.tls, SASL: b.sasl}
+	return b, nil
 }
 
 // Addr is the broker's host:port.
@@ -62,8 +138,20 @@ func (b *Broker) Addr() string { return b.c.ListenAddrs()[0] }
 // Cluster exposes the kfake cluster for fault injection.
 func (b *Broker) Cluster() *kfake.Cluster { return b.c }
 
-// Close stops the broker.
-func (b *Broker) Close() { b.c.Close() }
+// Close closes the helpers' idle connections and stops the broker.
+func (b *Broker) Close() {
+	b.transport.CloseIdleConnections()
+	b.c.Close()
+}
+
+// Dialer returns a new dialer with the broker's client TLS and SASL settings.
+func (b *Broker) Dialer() *kafka.Dialer {
+	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: b.tls, SASLMechanism: b.sasl}
+}
+
+// Transport returns the transport (for kafka.Writer and kafka.Client) the broker's helpers share,
+// with its client TLS and SASL settings. Close closes its idle connections.
+func (b *Broker) Transport() *kafka.Transport { return b.transport }
 
 // Produce writes msgs synchronously with acks from all replicas, keeping each message's
 // topic and partitioning by key (murmur2, as the Java client does).
@@ -74,6 +162,7 @@ func (b *Broker) Produce(ctx context.Context, msgs ...kafka.Message) error {
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond,
 		BatchSize:    1000,
+		Transport:    b.Transport(),
 	}
 	defer w.Close()
 	return w.WriteMessages(ctx, msgs...)
@@ -100,7 +189,8 @@ func (b *Broker) ReadAll(ctx context.Context, topic string, want int, wait time.
 }
 
 func (b *Broker) readOnce(ctx context.Context, topic string) ([]kafka.Message, error) {
-	conn, err := kafka.DialContext(ctx, "tcp", b.Addr())
+	dialer := b.Dialer()
+	conn, err := dialer.DialContext(ctx, "tcp", b.Addr())
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +201,7 @@ func (b *Broker) readOnce(ctx context.Context, topic string) ([]kafka.Message, e
 	}
 	var out []kafka.Message
 	for _, p := range parts {
-		pc, err := kafka.DialLeader(ctx, "tcp", b.Addr(), topic, p.ID)
+		pc, err := dialer.DialLeader(ctx, "tcp", b.Addr(), topic, p.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -149,7 +239,7 @@ func (b *Broker) readOnce(ctx context.Context, topic string) ([]kafka.Message, e
 
 // CommittedOffsets returns the group's committed offset per partition of topic (-1 when none).
 func (b *Broker) CommittedOffsets(ctx context.Context, group, topic string, partitions int) (map[int]int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(b.Addr()), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(b.Addr()), Timeout: 10 * time.Second, Transport: b.Transport()}
 	ps := make([]int, partitions)
 	for i := range ps {
 		ps[i] = i

@@ -7,10 +7,42 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/ordersync/ordersync/internal/testcert"
 )
 
 func TestGroupRoundTrip(t *testing.T) {
-	b := Start(t, 3, "in")
+	certs, err := testcert.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		opts []Option
+	}{
+		{"plaintext", nil},
+		{"tls", []Option{WithTLS(certs.ServerConfig(false), certs.ClientConfig(false))}},
+		{"scram-sha-512", []Option{WithSASL("SCRAM-SHA-512", "svc", "pw-512")}},
+		{"mutual tls and scram-sha-512", []Option{
+			WithTLS(certs.ServerConfig(true), certs.ClientConfig(true)),
+			WithSASL("SCRAM-SHA-512", "svc", "pw-512"),
+		}},
+		{"tls and plain", []Option{
+			WithTLS(certs.ServerConfig(false), certs.ClientConfig(false)),
+			WithSASL("PLAIN", "svc", "pw-plain"),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			roundTrip(t, StartWith(t, 3, []string{"in"}, tt.opts...))
+		})
+	}
+}
+
+// roundTrip produces, reads, joins a group and commits through b's helpers and dialer.
+func roundTrip(t *testing.T, b *Broker) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var msgs []kafka.Message
@@ -28,7 +60,7 @@ func TestGroupRoundTrip(t *testing.T) {
 		t.Fatalf("read %d records, want 30", len(got))
 	}
 
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{ID: "g", Brokers: []string{b.Addr()}, Topics: []string{"in"}})
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{ID: "g", Brokers: []string{b.Addr()}, Topics: []string{"in"}, Dialer: b.Dialer()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,5 +81,61 @@ func TestGroupRoundTrip(t *testing.T) {
 	}
 	if offs[0] != 1 {
 		t.Fatalf("committed offset %d, want 1", offs[0])
+	}
+}
+
+// TestSecuredRefuses checks that a secured broker really is: a client without the right TLS or
+// SASL settings cannot read its metadata.
+func TestSecuredRefuses(t *testing.T) {
+	certs, err := testcert.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := StartWith(t, 1, []string{"in"},
+		WithTLS(certs.ServerConfig(true), certs.ClientConfig(true)),
+		WithSASL("SCRAM-SHA-512", "svc", "right"))
+	wrong, err := scram.Mechanism(scram.SHA512, "svc", "wrong")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sha256, err := scram.Mechanism(scram.SHA256, "svc", "right")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := b.Dialer()
+	tests := []struct {
+		name   string
+		dialer *kafka.Dialer
+	}{
+		{"plaintext", &kafka.Dialer{Timeout: 5 * time.Second}},
+		{"tls without client certificate", &kafka.Dialer{Timeout: 5 * time.Second, TLS: certs.ClientConfig(false), SASLMechanism: good.SASLMechanism}},
+		{"no sasl", &kafka.Dialer{Timeout: 5 * time.Second, TLS: good.TLS}},
+		{"wrong password", &kafka.Dialer{Timeout: 5 * time.Second, TLS: good.TLS, SASLMechanism: wrong}},
+		{"wrong mechanism", &kafka.Dialer{Timeout: 5 * time.Second, TLS: good.TLS, SASLMechanism: sha256}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			conn, err := tt.dialer.DialContext(ctx, "tcp", b.Addr())
+			if err == nil {
+				_, err = conn.ReadPartitions("in")
+				conn.Close()
+			}
+			if err == nil {
+				t.Fatal("read metadata from the secured broker, want an error")
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := good.DialContext(ctx, "tcp", b.Addr())
+	if err != nil {
+		t.Fatalf("the broker's own dialer: %v", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ReadPartitions("in"); err != nil {
+		t.Fatalf("the broker's own dialer: %v", err)
 	}
 }

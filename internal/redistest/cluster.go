@@ -78,7 +78,7 @@ func (c *Cluster) waitOK() error {
 	for {
 		var notOK string
 		for _, s := range c.nodes {
-			info, err := command(s.Addr(), "CLUSTER", "INFO")
+			info, err := s.probe.command(s.Addr(), "CLUSTER", "INFO")
 			if err != nil {
 				notOK = fmt.Sprintf("%s: %v", s.Addr(), err)
 				break

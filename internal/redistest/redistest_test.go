@@ -2,14 +2,17 @@ package redistest_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/ordersync/ordersync/internal/redistest"
+	"github.com/ordersync/ordersync/internal/testcert"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -106,5 +109,77 @@ func TestStartCluster(t *testing.T) {
 	}
 	if got := len(masters); got != 3 {
 		t.Errorf("30 keys landed on %d masters, want 3", got)
+	}
+}
+
+func TestStartSecured(t *testing.T) {
+	certs, err := testcert.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Quotes, a backslash, a space and non-ASCII bytes must survive the trip through redis.conf.
+	const odd = "p\"w\\ d\xc3\xa9#;"
+	tests := []struct {
+		name     string
+		tls      bool
+		user     string // "" = the default user
+		password string // "" = no AUTH
+		whoami   string // the user Client is authenticated as
+	}{
+		{"tls", true, "", "", "default"},
+		{"password", false, "", odd, "default"},
+		{"acl user", false, "svc", odd, "svc"},
+		{"tls and password", true, "", "s3cret", "default"},
+		{"tls and acl user", true, "svc", "s3cret", "svc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var opts []redistest.Option
+			if tt.tls {
+				opts = append(opts, redistest.WithTLS(certs))
+			}
+			if tt.password != "" {
+				opts = append(opts, redistest.WithAuth(tt.user, tt.password))
+			}
+			s := redistest.Start(t, opts...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := s.Client().Set(ctx, "k", "v", 0).Err(); err != nil {
+				t.Fatalf("SET through Client: %v", err)
+			}
+			if got, err := s.Client().Do(ctx, "ACL", "WHOAMI").Text(); err != nil || got != tt.whoami {
+				t.Errorf("ACL WHOAMI = %q, %v; want %q", got, err, tt.whoami)
+			}
+			s.Restart()
+			if err := s.Client().Ping(ctx).Err(); err != nil {
+				t.Fatalf("PING through Client after Restart: %v", err)
+			}
+
+			// What the server refuses: plain TCP to a TLS server, no or a wrong password (with an ACL user
+			// the default user is disabled, so no password is refused as well).
+			var tlsCfg *tls.Config
+			if tt.tls {
+				tlsCfg = certs.ClientConfig(false)
+				plain := redis.NewClient(&redis.Options{Addr: s.Addr(), Username: tt.user, Password: tt.password, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+				defer plain.Close()
+				if err := plain.Ping(ctx).Err(); err == nil {
+					t.Error("PING over plain TCP succeeded, want the TLS-only server to refuse it")
+				}
+			}
+			if tt.password == "" {
+				return
+			}
+			for _, c := range []struct{ name, user, password, want string }{
+				{"no password", "", "", "NOAUTH"},
+				{"wrong password", tt.user, "wrong", "WRONGPASS"},
+			} {
+				rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), TLSConfig: tlsCfg, Username: c.user, Password: c.password, MaxRetries: -1})
+				err := rdb.Ping(ctx).Err()
+				rdb.Close()
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("%s: PING error %v, want %s", c.name, err, c.want)
+				}
+			}
+		})
 	}
 }

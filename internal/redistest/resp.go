@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,11 +12,25 @@ import (
 	"time"
 )
 
-// command sends one command to addr over a fresh connection and returns a simple-string, integer or bulk
-// reply as a string. It is used for readiness polling, where a go-redis client (with its pool and retries)
-// would only get in the way.
-func command(addr string, args ...string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+// probe sends single commands to servers over fresh connections, with TLS and AUTH when the server
+// needs them. It is used for readiness polling, where a go-redis client (with its pool and retries)
+// would only get in the way. The zero value speaks plain TCP without AUTH.
+type probe struct {
+	tls      *tls.Config // nil: plain TCP
+	user     string      // "" with a password: AUTH <password> (the default user)
+	password string      // "": no AUTH
+}
+
+// command sends one command to addr and returns a simple-string, integer or bulk reply as a string.
+func (p probe) command(addr string, args ...string) (string, error) {
+	d := &net.Dialer{Timeout: 200 * time.Millisecond}
+	var conn net.Conn
+	var err error
+	if p.tls != nil {
+		conn, err = (&tls.Dialer{NetDialer: d, Config: p.tls}).Dial("tcp", addr)
+	} else {
+		conn, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -23,15 +38,29 @@ func command(addr string, args ...string) (string, error) {
 	if err := conn.SetDeadline(time.Now().Add(time.Second)); err != nil {
 		return "", err
 	}
+	r := bufio.NewReader(conn)
+	if p.password != "" {
+		auth := []string{"AUTH", p.password}
+		if p.user != "" {
+			auth = []string{"AUTH", p.user, p.password}
+		}
+		if _, err := roundTrip(conn, r, auth); err != nil {
+			return "", fmt.Errorf("AUTH: %w", err)
+		}
+	}
+	return roundTrip(conn, r, args)
+}
+
+// roundTrip writes one command and reads its reply.
+func roundTrip(w io.Writer, r *bufio.Reader, args []string) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
 		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
-	if _, err := io.WriteString(conn, b.String()); err != nil {
+	if _, err := io.WriteString(w, b.String()); err != nil {
 		return "", err
 	}
-	r := bufio.NewReader(conn)
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return "", err
@@ -68,4 +97,24 @@ func infoField(info, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// confQuote quotes s as one argument of a redis.conf line: printable ASCII as it is, `"` and `\`
+// escaped, every other byte as \xHH (the escapes redis-server's sdssplitargs understands).
+func confQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c >= 0x20 && c < 0x7f:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }

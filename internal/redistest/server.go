@@ -6,6 +6,10 @@
 // killed when the test ends. A missing redis-server or redis-cli binary fails the test with a message saying
 // how to install it; tests never skip.
 //
+// A standalone server may be secured: [WithTLS] makes it speak TLS only, [WithAuth] makes it require a
+// password (of the default user or of an ACL user). [Server.Client] and the readiness checks then connect
+// with the same settings.
+//
 // Start, StartCluster and Restart may call Fatal on the test that started the server, so they must run on
 // that test's goroutine. The other methods are safe for concurrent use.
 package redistest
@@ -24,12 +28,16 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ordersync/ordersync/internal/testcert"
 )
 
 const (
 	serverBinary = "redis-server"
 	cliBinary    = "redis-cli"
 	installHint  = "install it, e.g. `apt-get install redis-server` (Debian/Ubuntu; it brings redis-cli along)"
+	tlsHint      = "this redis-server was built without TLS support; install one built with it, e.g. Debian's " +
+		"`apt-get install redis-server` (Debian builds it with BUILD_TLS=yes)"
 
 	startTimeout = 10 * time.Second
 	pollInterval = 5 * time.Millisecond
@@ -48,6 +56,12 @@ type Server struct {
 	port  int
 	bus   int // cluster bus port, 0 unless cluster mode
 
+	certs *testcert.Set // non-nil: TLS only, on port
+	conf  []string      // redis.conf lines from options (credentials stay off the command line)
+	probe probe         // how readiness checks connect
+	user  string        // AUTH user for Client ("" = the default user)
+	pass  string        // AUTH password for Client ("" = none)
+
 	mu   sync.Mutex
 	proc *process // nil while stopped
 }
@@ -59,17 +73,53 @@ type process struct {
 	err  error         // cmd.Wait's result, valid after done is closed
 }
 
-// Start runs a standalone redis-server on a free loopback port and waits until it answers PING. The server
-// is killed when the test ends. Start calls tb.Fatal if redis-server is not on PATH or does not start.
-func Start(tb testing.TB) *Server {
-	tb.Helper()
-	return start(tb, false)
+// Option secures a server started with [Start].
+type Option func(*Server)
+
+// WithTLS makes the server accept TLS connections only (plain TCP is off), presenting certs' server
+// certificate; clients need not present one (tls-auth-clients no). Addr is then the TLS port, and
+// Client connects over TLS trusting certs' CA.
+func WithTLS(certs *testcert.Set) Option {
+	return func(s *Server) {
+		s.certs = certs
+		s.probe.tls = certs.ClientConfig(false)
+	}
 }
 
-func start(tb testing.TB, cluster bool) *Server {
+// WithAuth makes the server require AUTH with password. With user "" or "default" it is the default
+// user's password (requirepass); otherwise user is an ACL user allowed every command, key and
+// channel, and the default user is disabled, so nobody else gets in. Client authenticates as user.
+func WithAuth(user, password string) Option {
+	return func(s *Server) {
+		if user == "default" {
+			user = ""
+		}
+		s.user, s.pass = user, password
+		s.probe.user, s.probe.password = user, password
+		if user == "" {
+			s.conf = append(s.conf, "requirepass "+confQuote(password))
+			return
+		}
+		s.conf = append(s.conf,
+			"user default off",
+			fmt.Sprintf("user %s on %s ~* &* +@all", confQuote(user), confQuote(">"+password)))
+	}
+}
+
+// Start runs a standalone redis-server on a free loopback port and waits until it answers PING. The server
+// is killed when the test ends. Start calls tb.Fatal if redis-server is not on PATH or does not start.
+func Start(tb testing.TB, opts ...Option) *Server {
+	tb.Helper()
+	return start(tb, false, opts...)
+}
+
+func start(tb testing.TB, cluster bool, opts ...Option) *Server {
 	tb.Helper()
 	bin := lookPath(tb, serverBinary)
 	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
+	for _, o := range opts {
+		o(s)
+	}
 	tb.Cleanup(s.Stop) // runs before TempDir's cleanup removes the directory
 	var lastErr error
 	for range portAttempts {
@@ -130,9 +180,14 @@ func (s *Server) Restart() {
 }
 
 // Client returns a new client for the server with ContextTimeoutEnabled set, so a context deadline bounds
-// every call. It is closed when the test that started the server ends.
+// every call, and with the server's TLS and credentials. It is closed when the test that started the server
+// ends.
 func (s *Server) Client() *redis.Client {
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true})
+	opts := &redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true, Username: s.user, Password: s.pass}
+	if s.certs != nil {
+		opts.TLSConfig = s.certs.ClientConfig(false)
+	}
+	rdb := redis.NewClient(opts)
 	s.tb.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -149,15 +204,34 @@ func (s *Server) launch() error {
 	if err := os.WriteFile(logPath, nil, 0o600); err != nil {
 		return err
 	}
-	args := append([]string{
-		"--port", strconv.Itoa(s.port),
+	var args []string
+	if len(s.conf) > 0 {
+		// A configuration file must come first; the command line overrides it.
+		confPath := filepath.Join(s.dir, "options.conf")
+		if err := os.WriteFile(confPath, []byte(strings.Join(s.conf, "\n")+"\n"), 0o600); err != nil {
+			return err
+		}
+		args = append(args, confPath)
+	}
+	if s.certs != nil {
+		args = append(args,
+			"--port", "0", // no plain TCP
+			"--tls-port", strconv.Itoa(s.port),
+			"--tls-cert-file", s.certs.ServerCertFile,
+			"--tls-key-file", s.certs.ServerKeyFile,
+			"--tls-ca-cert-file", s.certs.CAFile,
+			"--tls-auth-clients", "no")
+	} else {
+		args = append(args, "--port", strconv.Itoa(s.port))
+	}
+	args = append(args,
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--daemonize", "no",
 		"--dir", s.dir,
-		"--logfile", logPath,
-	}, s.extra...)
+		"--logfile", logPath)
+	args = append(args, s.extra...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	cmd.SysProcAttr = sysProcAttr()
@@ -169,7 +243,7 @@ func (s *Server) launch() error {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	if err := waitReady(s.Addr(), p, logPath); err != nil {
+	if err := waitReady(s.probe, s.Addr(), p, logPath); err != nil {
 		_ = cmd.Process.Kill()
 		<-p.done
 		return err
@@ -180,13 +254,13 @@ func (s *Server) launch() error {
 
 // waitReady polls addr until the server answers PING and reports p's pid (so a different server that
 // happens to hold the port is never mistaken for ours).
-func waitReady(addr string, p *process, logPath string) error {
+func waitReady(pr probe, addr string, p *process, logPath string) error {
 	deadline := time.NewTimer(startTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
-		if pid, err := serverPID(addr); err == nil {
+		if pid, err := serverPID(pr, addr); err == nil {
 			if pid != p.cmd.Process.Pid {
 				return errPortTaken // someone else's server answers on this port; ours will fail to bind
 			}
@@ -198,6 +272,9 @@ func waitReady(addr string, p *process, logPath string) error {
 			if strings.Contains(log, "Address already in use") {
 				return errPortTaken
 			}
+			if strings.Contains(log, "Bad directive") && strings.Contains(log, "tls-") {
+				return fmt.Errorf("%s on %s: %s; log:\n%s", serverBinary, addr, tlsHint, log)
+			}
 			return fmt.Errorf("%s on %s exited (%v) before answering PING; log:\n%s", serverBinary, addr, p.err, log)
 		case <-deadline.C:
 			return fmt.Errorf("%s on %s did not answer PING within %v; log:\n%s", serverBinary, addr, startTimeout, readLog(logPath))
@@ -207,11 +284,11 @@ func waitReady(addr string, p *process, logPath string) error {
 }
 
 // serverPID sends PING and INFO server and returns the process_id the server reports.
-func serverPID(addr string) (int, error) {
-	if _, err := command(addr, "PING"); err != nil {
+func serverPID(pr probe, addr string) (int, error) {
+	if _, err := pr.command(addr, "PING"); err != nil {
 		return 0, err
 	}
-	info, err := command(addr, "INFO", "server")
+	info, err := pr.command(addr, "INFO", "server")
 	if err != nil {
 		return 0, err
 	}

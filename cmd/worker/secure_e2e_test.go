@@ -1,0 +1,358 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ordersync/ordersync/internal/kafkatest"
+	"github.com/ordersync/ordersync/internal/redistest"
+	"github.com/ordersync/ordersync/internal/testcert"
+	"github.com/ordersync/ordersync/pkg/dispatch"
+)
+
+// The secured end-to-end tests run the worker as a child process against a broker that takes only
+// mutual TLS with SASL SCRAM-SHA-512 and a redis-server that takes only TLS with a password, the
+// worker configured for them through its ORDERSYNC_* variables alone.
+
+// secureE2E is an e2e world whose broker and Redis are secured.
+type secureE2E struct {
+	*e2e
+	certs     *testcert.Set
+	kafkaUser string
+	kafkaPass string
+	redisUser string // "" = Redis' default user (requirepass)
+	redisPass string
+}
+
+// newSecureE2E builds the world of newE2E — simulator, sessions file, registry — with a secured broker
+// and Redis in place of the plain ones (which stay unused).
+func newSecureE2E(t *testing.T, redisUser string) *secureE2E {
+	t.Helper()
+	s := &secureE2E{e2e: newE2E(t, 1), kafkaUser: "ordersync", kafkaPass: randomSecret(t, "kafka"),
+		redisUser: redisUser, redisPass: randomSecret(t, "redis")}
+	var err error
+	if s.certs, err = testcert.New(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	topics := append(s.registry.Topics(), "orders.results", "orders.dlq")
+	s.broker = kafkatest.StartWith(t, 1, topics,
+		kafkatest.WithTLS(s.certs.ServerConfig(true), s.certs.ClientConfig(true)),
+		kafkatest.WithSASL("SCRAM-SHA-512", s.kafkaUser, s.kafkaPass))
+	s.redis = redistest.Start(t, redistest.WithTLS(s.certs), redistest.WithAuth(s.redisUser, s.redisPass))
+	return s
+}
+
+// randomSecret returns a password no log line can contain by chance.
+func randomSecret(t *testing.T, what string) string {
+	t.Helper()
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return what + "-pw-" + hex.EncodeToString(b)
+}
+
+// config is e2e.config with every security key set for this world, logging at debug level so the
+// secret check below covers the most verbose output.
+func (s *secureE2E) config(group string) Config {
+	cfg := s.e2e.config(group)
+	cfg.Kafka.TLS = KafkaTLS{Enabled: true, CAFile: s.certs.CAFile, CertFile: s.certs.ClientCertFile, KeyFile: s.certs.ClientKeyFile}
+	cfg.Kafka.SASL = KafkaSASL{Mechanism: "scram-sha-512", Username: s.kafkaUser, Password: secret(s.kafkaPass)}
+	cfg.Redis.Username = s.redisUser
+	cfg.Redis.Password = secret(s.redisPass)
+	cfg.Redis.TLS = RedisTLS{Enabled: true, CAFile: s.certs.CAFile}
+	cfg.Log.Level = "debug"
+	return cfg
+}
+
+// secureEnviron renders the keys environ leaves out: TLS, SASL, Redis credentials and the log level.
+func secureEnviron(cfg Config) []string {
+	env := []string{
+		"ORDERSYNC_KAFKA_TLS_ENABLED=" + strconv.FormatBool(cfg.Kafka.TLS.Enabled),
+		"ORDERSYNC_KAFKA_TLS_CA_FILE=" + cfg.Kafka.TLS.CAFile,
+		"ORDERSYNC_KAFKA_TLS_CERT_FILE=" + cfg.Kafka.TLS.CertFile,
+		"ORDERSYNC_KAFKA_TLS_KEY_FILE=" + cfg.Kafka.TLS.KeyFile,
+		"ORDERSYNC_KAFKA_SASL_MECHANISM=" + cfg.Kafka.SASL.Mechanism,
+		"ORDERSYNC_KAFKA_SASL_USERNAME=" + cfg.Kafka.SASL.Username,
+		"ORDERSYNC_KAFKA_SASL_PASSWORD=" + string(cfg.Kafka.SASL.Password),
+		"ORDERSYNC_REDIS_PASSWORD=" + string(cfg.Redis.Password),
+		"ORDERSYNC_REDIS_TLS_ENABLED=" + strconv.FormatBool(cfg.Redis.TLS.Enabled),
+		"ORDERSYNC_REDIS_TLS_CA_FILE=" + cfg.Redis.TLS.CAFile,
+		"ORDERSYNC_LOG_LEVEL=" + cfg.Log.Level,
+	}
+	if cfg.Redis.Username != "" {
+		env = append(env, "ORDERSYNC_REDIS_USERNAME="+cfg.Redis.Username)
+	}
+	return env
+}
+
+// startSecureChild is startChild with secureEnviron's variables as well.
+func (s *secureE2E) startSecureChild(cfg Config) *child {
+	s.t.Helper()
+	cmd := exec.Command(os.Args[0], "run")
+	cmd.Env = append(append(append(os.Environ(), childEnv+"=1"), s.environ(cfg)...), secureEnviron(cfg)...)
+	c := &child{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = c.logs, c.logs
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	go func() { c.err = cmd.Wait(); close(c.done) }()
+	s.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-c.done
+		if logs := c.logs.String(); s.t.Failed() {
+			s.t.Logf("worker logs (last 16 KiB):\n%s", logs[max(0, len(logs)-16<<10):])
+		}
+	})
+	return c
+}
+
+// seedEvents returns one fresh valid event per channel, made from its seed example.
+func seedEvents(t *testing.T) []testEvent {
+	g := newEventGen(t)
+	var events []testEvent
+	for _, ch := range dispatch.ChannelIDs() {
+		events = append(events, g.valid(ch, "secure-"+ch))
+	}
+	return events
+}
+
+func TestE2ESecuredSeedEvents(t *testing.T) {
+	tests := []struct {
+		name      string
+		redisUser string
+	}{
+		{"redis acl user", "ordersync"},
+		{"redis default user", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSecureE2E(t, tt.redisUser)
+			events := seedEvents(t)
+			s.publish(events)
+			cfg := s.config("e2e-secure")
+			c := s.startSecureChild(cfg)
+			addr := httpAddr(t, c)
+
+			got := s.outcomes(events, 60*time.Second)
+			s.checkDelivery(events, got, false)
+			if n := s.sim.Stats().Succeeded; n != len(events) {
+				t.Errorf("simulator saw %d successful calls, want %d", n, len(events))
+			}
+			if code, body := waitReadyz(t, addr, func(code int, _ string) bool { return code == http.StatusOK }); code != http.StatusOK {
+				t.Errorf("/readyz answered %d %q, want 200", code, body)
+			}
+			waitCommitted(t, s.e2e, "e2e-secure", 1, len(events))
+
+			if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-c.done:
+				if c.err != nil {
+					t.Errorf("worker exited with %v after SIGTERM", c.err)
+				}
+			case <-time.After(cfg.Worker.ShutdownTimeout + 10*time.Second):
+				t.Fatal("worker still running after SIGTERM")
+			}
+			s.checkCommittedHaveOutcomes("e2e-secure", 1)
+			checkNoSecrets(t, c.logs.String(), map[string]string{"the Kafka password": s.kafkaPass, "the Redis password": s.redisPass})
+		})
+	}
+}
+
+func TestE2ESecuredWrongPassword(t *testing.T) {
+	tests := []struct {
+		name         string
+		misconfigure func(c *Config, wrong string) // sets the wrong password
+		names        string                        // what /readyz must name as the cause
+		// met lists log lines that show the worker met the refusal, each as words one line holds.
+		met [][]string
+	}{
+		{
+			name:         "kafka sasl",
+			misconfigure: func(c *Config, wrong string) { c.Kafka.SASL.Password = secret(wrong) },
+			names:        "kafka",
+			met:          [][]string{{`"msg":"consumer group"`, "SASL Authentication Failed"}},
+		},
+		{
+			name:         "redis",
+			misconfigure: func(c *Config, wrong string) { c.Redis.Password = secret(wrong) },
+			names:        "redis",
+			// Every event was fetched and held back, not just the first.
+			met: heldBack(dispatch.ChannelIDs(), "WRONGPASS"),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSecureE2E(t, "ordersync")
+			s.publish(seedEvents(t))
+			cfg := s.config("e2e-secure-wrong")
+			wrong := randomSecret(t, "wrong")
+			tt.misconfigure(&cfg, wrong)
+			c := s.startSecureChild(cfg)
+			addr := httpAddr(t, c)
+
+			// Not a hang without a word: /readyz says what is wrong.
+			code, body := waitReadyz(t, addr, func(code int, body string) bool {
+				return code == http.StatusOK || strings.Contains(strings.ToLower(body), tt.names)
+			})
+			if code != http.StatusServiceUnavailable || !strings.Contains(strings.ToLower(body), tt.names) {
+				t.Fatalf("/readyz answered %d %q, want 503 naming %s", code, body, tt.names)
+			}
+			t.Logf("/readyz: %d %s", code, strings.TrimSpace(body))
+			waitLogged(t, c, tt.met)
+
+			// And nothing is processed, then or a little later (a correctly configured worker finishes
+			// the five events well within that): no outcome, no dead letter, no platform call.
+			time.Sleep(2 * time.Second)
+			for _, topic := range []string{"orders.results", "orders.dlq"} {
+				msgs, err := s.broker.ReadAll(context.Background(), topic, 0, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(msgs) != 0 {
+					t.Errorf("%s holds %d records, want none", topic, len(msgs))
+				}
+			}
+			if n := s.sim.Stats().Total; n != 0 {
+				t.Errorf("simulator saw %d calls, want none", n)
+			}
+			if code, body := readyz(t, addr); code != http.StatusServiceUnavailable {
+				t.Errorf("/readyz answered %d %q at the end, want 503", code, body)
+			}
+			select {
+			case <-c.done:
+				t.Fatalf("worker exited (%v); want it running and reporting not ready", c.err)
+			default:
+			}
+			checkNoSecrets(t, c.logs.String(), map[string]string{
+				"the Kafka password": s.kafkaPass, "the Redis password": s.redisPass, "the wrong password": wrong})
+		})
+	}
+}
+
+// heldBack lists the log lines of events of each channel failing to process with cause.
+func heldBack(channels []string, cause string) [][]string {
+	var lines [][]string
+	for _, ch := range channels {
+		lines = append(lines, []string{`"msg":"process failed; retrying"`, `"topic":"orders.` + ch + `"`, cause})
+	}
+	return lines
+}
+
+// waitLogged waits up to 30 seconds until, for each entry of lines, one line of c's logs holds all its
+// words.
+func waitLogged(t *testing.T, c *child, lines [][]string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		missing := missingLines(c.logs.String(), lines)
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line holds %q", missing[0])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// missingLines returns the entries of lines that no line of logs holds all the words of.
+func missingLines(logs string, lines [][]string) [][]string {
+	var missing [][]string
+	for _, words := range lines {
+		found := false
+		for _, l := range strings.Split(logs, "\n") {
+			all := true
+			for _, w := range words {
+				all = all && strings.Contains(l, w)
+			}
+			found = found || all
+		}
+		if !found {
+			missing = append(missing, words)
+		}
+	}
+	return missing
+}
+
+// httpAddr waits for c's start-up log line and returns the address its HTTP server listens on.
+func httpAddr(t *testing.T, c *child) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		sc := bufio.NewScanner(strings.NewReader(c.logs.String()))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var line struct {
+				Msg  string `json:"msg"`
+				HTTP string `json:"http"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "ordersync starting" && line.HTTP != "" {
+				return line.HTTP
+			}
+		}
+		select {
+		case <-c.done:
+			t.Fatalf("worker exited at start: %v", c.err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatal("worker logged no start-up line within 30s")
+	return ""
+}
+
+// readyz asks addr's /readyz once.
+func readyz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatalf("GET /readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET /readyz: %v", err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// waitReadyz polls /readyz until done accepts an answer or 30 seconds pass, and returns the last answer.
+func waitReadyz(t *testing.T, addr string, done func(code int, body string) bool) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := readyz(t, addr)
+		if done(code, body) || time.Now().After(deadline) {
+			return code, body
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkNoSecrets fails if logs contain any of secrets (by what they are).
+func checkNoSecrets(t *testing.T, logs string, secrets map[string]string) {
+	t.Helper()
+	if logs == "" {
+		t.Fatal("the worker logged nothing; want its logs to check for secrets")
+	}
+	for what, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("%s appears in the worker's logs", what)
+		}
+	}
+}

@@ -30,7 +30,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	cli := lookPath(tb, cliBinary)
 	c := &Cluster{tb: tb}
 	for range n {
-		c.nodes = append(c.nodes, start(tb, true))
+		c.nodes = append(c.nodes, start(tb, true, nil))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

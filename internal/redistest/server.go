@@ -44,7 +44,8 @@ type Server struct {
 	tb    testing.TB
 	bin   string
 	dir   string
-	extra []string // extra command-line arguments (e.g. cluster mode)
+	extra []string // command-line arguments for cluster mode
+	args  []string // the caller's extra command-line arguments (StartArgs)
 	port  int
 	bus   int // cluster bus port, 0 unless cluster mode
 
@@ -63,13 +64,25 @@ type process struct {
 // is killed when the test ends. Start calls tb.Fatal if redis-server is not on PATH or does not start.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	return start(tb, false)
+	return start(tb, false, nil)
 }
 
-func start(tb testing.TB, cluster bool) *Server {
+// StartArgs is Start with extra redis-server command-line arguments (configuration directives), passed
+// again on every Restart, e.g.
+//
+//	redistest.StartArgs(t, "--maxmemory-policy", "allkeys-lru")
+//	redistest.StartArgs(t, "--user", "app", "on", ">secret", "~app:*", "+@all", "-evalsha")
+//
+// The second defines an ACL user "app" with password "secret" (the default user stays open).
+func StartArgs(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	return start(tb, false, args)
+}
+
+func start(tb testing.TB, cluster bool, args []string) *Server {
 	tb.Helper()
 	bin := lookPath(tb, serverBinary)
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), args: args}
 	tb.Cleanup(s.Stop) // runs before TempDir's cleanup removes the directory
 	var lastErr error
 	for range portAttempts {
@@ -137,6 +150,13 @@ func (s *Server) Client() *redis.Client {
 	return rdb
 }
 
+// ClientAs is Client logged in as the ACL user username with password (see StartArgs for defining one).
+func (s *Server) ClientAs(username, password string) *redis.Client {
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), Username: username, Password: password, ContextTimeoutEnabled: true})
+	s.tb.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
 // launch starts redis-server on s.port and waits until it answers; the caller holds no lock.
 func (s *Server) launch() error {
 	s.mu.Lock()
@@ -158,6 +178,7 @@ func (s *Server) launch() error {
 		"--dir", s.dir,
 		"--logfile", logPath,
 	}, s.extra...)
+	args = append(args, s.args...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	cmd.SysProcAttr = sysProcAttr()

@@ -80,13 +80,14 @@ func seedSlots(seed *redis.Options) func(context.Context) ([]redis.ClusterSlot, 
 		case strings.Contains(err.Error(), "cluster support disabled"):
 			return single, nil
 		}
-		// CLUSTER SLOTS refused, e.g. to an ACL user without +cluster|slots: INFO cluster tells.
+		// CLUSTER SLOTS refused (an ACL user without +cluster|slots, a service that renamed CLUSTER):
+		// INFO cluster tells. If that is refused too, the node is taken for a single node; the start-up
+		// checks (redisPreflight) refuse a Redis whose INFO they cannot read.
 		info, ierr := rdb.Info(ctx, "cluster").Result()
 		switch {
-		case ierr != nil:
-			return nil, fmt.Errorf("redis %s: cannot tell whether it is a Redis Cluster node: CLUSTER SLOTS: %v; INFO cluster: %w "+
-				"(grant the Redis user +cluster|slots or +info)", seed.Addr, err, ierr)
-		case !strings.Contains(info, "cluster_enabled:1"):
+		case ierr != nil && !errors.As(ierr, &rerr):
+			return nil, ierr
+		case ierr != nil, !strings.Contains(info, "cluster_enabled:1"):
 			return single, nil
 		}
 		return nil, fmt.Errorf("redis %s is a Redis Cluster node, and a cluster client needs CLUSTER SLOTS: %w "+

@@ -163,6 +163,47 @@ func TestNewRedisDatabase(t *testing.T) {
 	}
 }
 
+// A Redis user that may not run CLUSTER SLOTS still gets the right client for one address: INFO cluster
+// tells a single node from a Cluster node, and a Cluster node that hides its slot map is an error naming
+// the permission.
+func TestNewRedisWithoutClusterPermission(t *testing.T) {
+	t.Run("single node", func(t *testing.T) {
+		srv := redistest.StartArgs(t,
+			"--user", "nocluster", "on", ">pw", "~*", "+@all", "-cluster",
+			"--user", "noclusterinfo", "on", ">pw", "~*", "+@all", "-cluster", "-info")
+		for _, user := range []string{"nocluster", "noclusterinfo"} {
+			t.Run(user, func(t *testing.T) {
+				c := redisConfig(srv.Addr())
+				c.Username, c.Password = user, "pw"
+				store, err := dedupe.New(mustNewRedis(t, c), dedupe.Config{Prefix: c.KeyPrefix})
+				if err != nil {
+					t.Fatal(err)
+				}
+				claimSpread(t, store, 5)
+			})
+		}
+	})
+	t.Run("cluster node", func(t *testing.T) {
+		cluster := redistest.StartCluster(t, 3)
+		for _, n := range cluster.Nodes() {
+			if err := n.Client().Do(redisCtx(t), "ACL", "SETUSER", "nocluster", "on", ">pw", "~*", "+@all", "-cluster").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := redisConfig(cluster.Addrs()[0])
+		c.Username, c.Password = "nocluster", "pw"
+		store, err := dedupe.New(mustNewRedis(t, c), dedupe.Config{Prefix: c.KeyPrefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = store.Claim(redisCtx(t), dedupe.Key{Channel: "omni-saas", ID: "REQ-1"}, "fp", "a", time.Minute)
+		if err == nil || !strings.Contains(err.Error(), "is a Redis Cluster node, and a cluster client needs CLUSTER SLOTS") ||
+			!strings.Contains(err.Error(), "+cluster|slots") {
+			t.Errorf("Claim through a Cluster node hiding its slot map: %v, want an error naming +cluster|slots", err)
+		}
+	})
+}
+
 // Whether the one address is a Cluster node is asked when the client first needs it, so a Redis that is
 // down when the worker starts is served correctly once it is up.
 func TestNewRedisSeedDownAtStart(t *testing.T) {

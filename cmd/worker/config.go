@@ -123,8 +123,8 @@ type KafkaSASL struct {
 	Password  secret `yaml:"password"`
 }
 
-// RedisConfig is the `redis` section. One address is a single node, several are a Redis Cluster, and
-// with MasterName the addresses are Sentinels (redis.UniversalOptions semantics).
+// RedisConfig is the `redis` section. One address is a single node or one node of a Redis Cluster,
+// several are a Redis Cluster, and with MasterName the addresses are Sentinels (see newRedis).
 type RedisConfig struct {
 	Addrs       []string      `yaml:"addrs"` // default [localhost:6379]
 	MasterName  string        `yaml:"master_name"`
@@ -134,6 +134,10 @@ type RedisConfig struct {
 	KeyPrefix   string        `yaml:"key_prefix"`   // default "ordersync:dedupe:"
 	DialTimeout time.Duration `yaml:"dial_timeout"` // default 5s
 	TLS         RedisTLS      `yaml:"tls"`
+	// AllowEviction starts the worker on a Redis whose maxmemory-policy is not noeviction, which can evict
+	// dedupe records before their retention ends (an evicted record lets an event reach the platform
+	// twice). Default false: such a Redis is refused at start-up.
+	AllowEviction bool `yaml:"allow_eviction"`
 }
 
 // RedisTLS is `redis.tls`. CAFile "" means the system roots.

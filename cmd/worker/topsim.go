@@ -46,8 +46,11 @@ func runTopsim(ctx context.Context, args []string, rules topsim.Rules, stdout io
 	fs.Float64Var(&f.ISPRate, "isp-rate", 0, "share of calls answered with code 15 isp.top-remote-connection-timeout")
 	fs.Float64Var(&f.BanRate, "ban-rate", 0, "share of calls that start a code-7 ban of the app key")
 	fs.IntVar(&f.BanSeconds, "ban-seconds", topsim.DefaultBanSeconds, "length of a ban in seconds")
+	fs.StringVar(&f.BanSubCode, "ban-sub-code", topsim.DefaultBanSubCode, "sub_code of the bans --ban-rate starts; a per-API one\n"+
+		"("+topsim.SubCodeAPILimit+", "+topsim.SubCodeAppAPILimit+")\nbans only the method of the call that drew it")
 	fs.Float64Var(&f.HangRate, "hang-rate", 0, "share of requests left without an answer (until the client gives up)")
 	fs.DurationVar(&f.Hang, "hang", topsim.DefaultHang, "how long a hang lasts at most")
+	fs.Float64Var(&f.DropRate, "drop-rate", 0, "share of calls executed (and counted) whose connection is then reset without an answer")
 	seed := fs.Int64("seed", 1, "seed of the random source (faults, jitter, request ids)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -94,7 +97,7 @@ func runTopsim(ctx context.Context, args []string, rules topsim.Rules, stdout io
 	}
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "topsim: gateway %s/router/rest (app key %s; %s)\n", base, key, sessionNote)
-	fmt.Fprintf(stdout, "topsim: stats GET %s/stats, faults GET|PUT %s/faults, reset POST %s/reset\n", base, base, base)
+	fmt.Fprintf(stdout, "topsim: stats GET %s/stats, faults GET|PUT %s/faults, ban POST %s/ban, reset POST %s/reset\n", base, base, base, base)
 
 	select {
 	case err := <-served:

@@ -213,6 +213,33 @@ func TestRunTopsimFaultFlags(t *testing.T) {
 	}
 }
 
+// --drop-rate: the call is executed and counted, its connection reset before the answer.
+func TestRunTopsimDropFlag(t *testing.T) {
+	gw, out := startTopsim(t, "--app-key", "K", "--app-secret", "S-drop", "--drop-rate", "1")
+	c := topsimClient(t, gw, "K", "S-drop")
+	_, err := c.Call(context.Background(), omniTestRequest("any"))
+	var e *topapi.Error
+	if !errors.As(err, &e) || e.Code != 0 || e.HTTPStatus != 0 || e.Err == nil {
+		t.Fatalf("call with --drop-rate 1: %v, want a transport error without an answer", err)
+	}
+	base := strings.TrimSuffix(gw, "/router/rest")
+	resp, err := http.Get(base + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st topsim.Stats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.For("alibaba.omni.saas.order.create", "REQ-1"); got.Calls != 1 || got.Succeeded != 1 || st.Faults["drop"] != 1 {
+		t.Errorf("stats %+v (faults %v), want 1 call, 1 succeeded, 1 drop", got, st.Faults)
+	}
+	if !strings.Contains(out.String(), "ban POST "+base+"/ban") {
+		t.Errorf("output %q does not name the ban route", out.String())
+	}
+}
+
 func TestRunTopsimBadArguments(t *testing.T) {
 	tests := []struct {
 		name string
@@ -220,6 +247,8 @@ func TestRunTopsimBadArguments(t *testing.T) {
 	}{
 		{"unknown flag", []string{"--nope"}},
 		{"rate above 1", []string{"--addr", "127.0.0.1:0", "--error-rate", "2"}},
+		{"drop rate above 1", []string{"--addr", "127.0.0.1:0", "--drop-rate", "1.5"}},
+		{"ban sub_code not accesscontrol", []string{"--addr", "127.0.0.1:0", "--ban-sub-code", "isv.busy"}},
 		{"bad duration", []string{"--latency", "soon"}},
 		{"stray argument", []string{"--addr", "127.0.0.1:0", "extra"}},
 		{"bad address", []string{"--addr", "127.0.0.1:99999"}},

@@ -382,28 +382,6 @@ func logLevel(s string) slog.Level {
 	return l
 }
 
-// newRedis builds the Redis client: one address is a single node, several a Cluster, and with
-// master_name the addresses are Sentinels.
-func newRedis(c RedisConfig) (redis.UniversalClient, error) {
-	opts := &redis.UniversalOptions{
-		Addrs:                 c.Addrs,
-		MasterName:            c.MasterName,
-		Username:              c.Username,
-		Password:              string(c.Password),
-		DB:                    c.DB,
-		DialTimeout:           c.DialTimeout,
-		ContextTimeoutEnabled: true,
-	}
-	if c.TLS.Enabled {
-		cfg, err := tlsConfig(c.TLS.CAFile, "", "", false)
-		if err != nil {
-			return nil, fmt.Errorf("redis.tls: %w", err)
-		}
-		opts.TLSConfig = cfg
-	}
-	return redis.NewUniversalClient(opts), nil
-}
-
 // kafkaClients builds the dialer (consumer group and fetchers) and the transport (producer)
 // with the configured TLS and SASL.
 func kafkaClients(c KafkaConfig) (*kafka.Dialer, *kafka.Transport, error) {

@@ -37,6 +37,32 @@ func TestStart(t *testing.T) {
 	}
 }
 
+func TestStartArgs(t *testing.T) {
+	s := redistest.StartArgs(t, "--maxmemory-policy", "allkeys-lru", "--user", "app", "on", ">pw", "~app:*", "+@all", "-time")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	check := func(t *testing.T) {
+		t.Helper()
+		cfg, err := s.Client().ConfigGet(ctx, "maxmemory-policy").Result()
+		if err != nil {
+			t.Fatalf("CONFIG GET: %v", err)
+		}
+		if got := cfg["maxmemory-policy"]; got != "allkeys-lru" {
+			t.Errorf("maxmemory-policy = %q, want allkeys-lru", got)
+		}
+		app := s.ClientAs("app", "pw")
+		if err := app.Set(ctx, "app:k", "v", time.Minute).Err(); err != nil {
+			t.Errorf("SET app:k as app: %v", err)
+		}
+		if err := app.Time(ctx).Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
+			t.Errorf("TIME as app: error %v, want NOPERM", err)
+		}
+	}
+	check(t)
+	s.Restart() // the arguments apply to the restarted server too
+	check(t)
+}
+
 func TestStartManyInParallel(t *testing.T) {
 	// Free ports are probed and released before redis-server binds them; many servers starting at once
 	// must still each end up on their own port.

@@ -52,7 +52,8 @@ type Server struct {
 	tb    testing.TB
 	bin   string
 	dir   string
-	extra []string // extra command-line arguments (e.g. cluster mode)
+	extra []string // command-line arguments for cluster mode
+	args  []string // the caller's extra command-line arguments (StartArgs)
 	port  int
 	bus   int // cluster bus port, 0 unless cluster mode
 
@@ -111,6 +112,23 @@ func WithAuth(user, password string) Option {
 func Start(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
 	return start(tb, false, opts...)
+}
+
+// WithArgs passes extra redis-server command-line arguments (configuration directives), passed again
+// on every Restart, e.g. WithArgs("--maxmemory-policy", "allkeys-lru").
+func WithArgs(args ...string) Option {
+	return func(s *Server) { s.args = append(s.args, args...) }
+}
+
+// StartArgs is Start with extra redis-server command-line arguments (see WithArgs), e.g.
+//
+//	redistest.StartArgs(t, "--maxmemory-policy", "allkeys-lru")
+//	redistest.StartArgs(t, "--user", "app", "on", ">secret", "~app:*", "+@all", "-evalsha")
+//
+// The second defines an ACL user "app" with password "secret" (the default user stays open).
+func StartArgs(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	return start(tb, false, WithArgs(args...))
 }
 
 func start(tb testing.TB, cluster bool, opts ...Option) *Server {
@@ -192,6 +210,13 @@ func (s *Server) Client() *redis.Client {
 	return rdb
 }
 
+// ClientAs is Client logged in as the ACL user username with password (see StartArgs for defining one).
+func (s *Server) ClientAs(username, password string) *redis.Client {
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), Username: username, Password: password, ContextTimeoutEnabled: true})
+	s.tb.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
 // launch starts redis-server on s.port and waits until it answers; the caller holds no lock.
 func (s *Server) launch() error {
 	s.mu.Lock()
@@ -232,6 +257,7 @@ func (s *Server) launch() error {
 		"--dir", s.dir,
 		"--logfile", logPath)
 	args = append(args, s.extra...)
+	args = append(args, s.args...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	cmd.SysProcAttr = sysProcAttr()

@@ -19,6 +19,12 @@
 // differs — checked first, in every state, so a key stays bound to its first request for as long as its
 // record exists). Each transition is one Lua script run atomically on the server.
 //
+// A takeover is reported: Claim.TookOver is set and Claim.PreviousOwner names the owner whose expired
+// claim was taken (the record keeps it while the claim lasts, so a repeated Claim reports it again). That
+// owner may have called the platform before it crashed or stalled; a caller whose platform does not
+// deduplicate the call must not call again (DESIGN.md §7, "Ambiguity"). A claim of a new or released key
+// is no takeover: a release means the owner gave the key up knowingly.
+//
 // # Fencing
 //
 // Renew, Complete and Release are compare-and-set on owner AND token. The token grows with every claim of a
@@ -57,15 +63,59 @@
 // # Crash windows
 //
 //   - Crash after Claim, before the platform call: the lease expires, the next delivery takes over. Safe.
-//   - Crash after the platform call, before Complete: the next delivery takes over after the lease and calls
-//     again. This is the one window a store cannot close; the platform's own idempotency key covers it.
-//     Keep the lease longer than one call's timeout and Renew it while retrying.
+//   - Crash after the platform call, before Complete: the next delivery takes over after the lease, and
+//     Claim says so (TookOver). This is the one window a store cannot close: where the platform has its own
+//     idempotency key, calling again is safe; where it has none, the caller must not call again. Keep the
+//     lease longer than one call's timeout and Renew it while retrying.
 //   - Crash after Complete, before the outcome is published and the offset committed: the redelivered event
 //     gets Done and replays the stored outcome, so the outcome may be published twice (same content).
 //   - Redis unreachable: every method returns an error, never a claim (fail closed); callers wait and retry.
 //   - Redis loses data (a restart without persistence, a failover to a replica that missed the last
 //     writes): the lost claims and outcomes are forgotten and their events can be processed again. The
 //     store is exactly as durable as the Redis behind it; run it with AOF persistence.
+//
+// # Corrupt records
+//
+// A key under the prefix that holds something else — another type (WRONGTYPE), a string the scripts cannot
+// decode, a reply of an unexpected shape — makes every method fail with ErrCorrupt, naming the key and the
+// Redis key; the store never overwrites it. Retrying does not help, so callers treat such an event as
+// failed. Connection errors, timeouts and server states that pass (LOADING, CLUSTERDOWN, READONLY, OOM,
+// ...) never match ErrCorrupt.
+//
+// # Scripts run twice
+//
+// go-redis retries a command whose connection failed (MaxRetries), and its auto-pipelining retries a
+// whole batch, so a script may run twice with the same arguments when its first reply was lost. Every
+// script gives the same answer the second time and changes nothing more:
+//
+//   - claim: the first run leaves the caller's claim; the second finds the caller's own claim and returns
+//     the same token (the lease may only grow). A takeover stays reported, because the record keeps the
+//     previous owner.
+//   - renew: sets the lease to the same length from now again.
+//   - complete: the second run finds the key done by the same owner and token with the same outcome and
+//     succeeds without a write.
+//   - release: the second run finds the tombstone of the same owner and token and succeeds.
+//
+// Owners must therefore be unique per claim attempt (see Claim), which is also what makes a repeated Claim
+// distinguishable from a competing one.
+//
+// # Redis requirements and Preflight
+//
+// Store.Preflight checks at start-up what the store relies on, and refuses with a *PreflightError naming
+// the problem and the fix:
+//
+//   - Redis MinRedisVersion (5.0) or later, on every master: the scripts write after TIME, which needs
+//     script effects replication, the default since 5.0.
+//   - maxmemory-policy noeviction on every master, unless PreflightOptions.AllowEviction: every record has
+//     a TTL, so volatile-* policies can evict records as well as allkeys-* ones, and an evicted claim or
+//     outcome lets an event reach the platform twice. With noeviction a full Redis refuses writes (OOM),
+//     which the store reports as an error: callers fail closed and wait.
+//   - The Redis user may run INFO, SCRIPT LOAD, EVAL and EVALSHA, and inside the scripts GET, SET and TIME,
+//     on keys matching <prefix>*: e.g. ACL SETUSER ordersync on >... +ping +info +script|load +eval
+//     +evalsha +get +set +time ~ordersync:dedupe:*. A probe runs the claim and release scripts once on a
+//     fresh key <prefix>{ordersync-preflight:<random>} that expires within a minute.
+//   - A Redis Cluster node is used through a cluster client (*redis.ClusterClient, seeded with any node),
+//     never through a single-node client, where keys of other nodes' slots would fail with MOVED.
 //
 // # Round trips
 //

@@ -10,16 +10,16 @@ import (
 
 // encodeRecord mirrors the scripts' encode (scripts.go), for tests of decodeRecord.
 func encodeRecord(r Record) string {
-	s, x := "", int64(0)
+	s, x, rest := "", int64(0), ""
 	switch r.State {
 	case Claimed:
-		s, x = "c", r.LeaseExpires.UnixMilli()
+		s, x, rest = "c", r.LeaseExpires.UnixMilli(), r.PreviousOwner
 	case Done:
-		s = "d"
+		s, rest = "d", string(r.Outcome)
 	case Released:
 		s = "r"
 	}
-	return fmt.Sprintf("%s%d %d %d %d\n%s%s%s", s, r.Token, x, len(r.Owner), len(r.Fingerprint), r.Owner, r.Fingerprint, r.Outcome)
+	return fmt.Sprintf("%s%d %d %d %d\n%s%s%s", s, r.Token, x, len(r.Owner), len(r.Fingerprint), r.Owner, r.Fingerprint, rest)
 }
 
 func TestDecodeRecord(t *testing.T) {
@@ -31,6 +31,8 @@ func TestDecodeRecord(t *testing.T) {
 	}{
 		{"claimed", "c7 1763690400123 5 4\npod-afp-1",
 			Record{State: Claimed, Token: 7, Owner: "pod-a", Fingerprint: "fp-1", LeaseExpires: lease}},
+		{"claimed by a takeover", "c8 1763690400123 5 4\npod-bfp-1pod-a",
+			Record{State: Claimed, Token: 8, Owner: "pod-b", Fingerprint: "fp-1", LeaseExpires: lease, PreviousOwner: "pod-a"}},
 		{"done", "d2 0 1 2\nbf2{\"x\":\n1}",
 			Record{State: Done, Token: 2, Owner: "b", Fingerprint: "f2", Outcome: []byte("{\"x\":\n1}")}},
 		{"done, empty outcome", "d1 0 1 1\naf",
@@ -79,7 +81,7 @@ func TestDecodeRecordMalformed(t *testing.T) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	for _, s := range []string{"c7 1763690400123 5 4\npod-afp-1", "d2 0 1 2\nbf2{}", "r3 0 1 1\naf", "c1 0 2 1\naf"} {
+	for _, s := range []string{"c7 1763690400123 5 4\npod-afp-1", "c8 1 5 4\npod-bfp-1pod-a", "d2 0 1 2\nbf2{}", "r3 0 1 1\naf", "c1 0 2 1\naf"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {

@@ -80,7 +80,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 // first operation on each node runs EVALSHA directly instead of failing with NOSCRIPT and falling
 // back to EVAL. It is optional: without it every operation still works. Call it at start-up.
 func (s *Store) LoadScripts(ctx context.Context) error {
-	for _, sc := range []*redis.Script{claimScript, renewScript, completeScript, releaseScript} {
+	for _, sc := range scripts {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return fmt.Errorf("dedupe: load scripts: %w", err)
 		}
@@ -99,7 +99,8 @@ func (s *Store) RedisKey(k Key) string {
 //   - owner's own claim: Claimed again with the same token, lease extended to at least lease from now
 //     (so a retried Claim is harmless);
 //   - another owner's unexpired claim: InProgress with that owner, its token and lease expiry;
-//   - another owner's expired claim: taken over atomically, Claimed with the token incremented;
+//   - another owner's expired claim: taken over atomically, Claimed with the token incremented, TookOver
+//     set and PreviousOwner naming that owner (it may have called the platform before it stopped);
 //   - completed: Done with the stored outcome;
 //   - any record bound to a different fingerprint: Conflict.
 //
@@ -120,7 +121,7 @@ func (s *Store) Claim(ctx context.Context, key Key, fingerprint, owner string, l
 	}
 	c, err := parseClaim(reply)
 	if err != nil {
-		return Claim{}, fmt.Errorf("claim %s: %w", key, err)
+		return Claim{}, fmt.Errorf("claim %s: %w", key, s.corrupt(key, err))
 	}
 	return c, nil
 }
@@ -178,7 +179,8 @@ func (s *Store) Release(ctx context.Context, key Key, owner string, token int64)
 	return s.cas(ctx, "release", releaseScript, key, owner, token, millis(s.hold))
 }
 
-// Get returns key's record, or ErrNotFound (wrapped) if there is none. It does not change anything.
+// Get returns key's record, or ErrNotFound (wrapped) if there is none, or ErrCorrupt (wrapped) if the key
+// holds something else. It does not change anything.
 func (s *Store) Get(ctx context.Context, key Key) (Record, error) {
 	if err := checkKey(key); err != nil {
 		return Record{}, fmt.Errorf("get %s: %w", key, err)
@@ -190,23 +192,66 @@ func (s *Store) Get(ctx context.Context, key Key) (Record, error) {
 	if errors.Is(err, redis.Nil) {
 		return Record{}, fmt.Errorf("get %s: %w", key, ErrNotFound)
 	}
+	if isCorrupt(err) {
+		err = s.corrupt(key, err)
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("get %s: %w", key, err)
 	}
 	r, err := decodeRecord(v)
 	if err != nil {
-		return Record{}, fmt.Errorf("get %s: %w", key, err)
+		return Record{}, fmt.Errorf("get %s: %w", key, s.corrupt(key, err))
 	}
 	return r, nil
 }
 
 // run executes script on key's record; go-redis tries EVALSHA first and falls back to EVAL on NOSCRIPT.
+// A record that is not ours comes back as ErrCorrupt.
 func (s *Store) run(ctx context.Context, script *redis.Script, key Key, args ...any) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return script.Run(ctx, s.rdb, []string{s.RedisKey(key)}, args...).Result()
+	v, err := script.Run(ctx, s.rdb, []string{s.RedisKey(key)}, args...).Result()
+	if isCorrupt(err) {
+		return nil, s.corrupt(key, err)
+	}
+	return v, err
 }
+
+// corrupt wraps cause, what was wrong with key's record, as an ErrCorrupt naming the Redis key.
+func (s *Store) corrupt(key Key, cause error) error {
+	return &corruptError{rkey: s.RedisKey(key), cause: cause}
+}
+
+// corruptError matches both ErrCorrupt and its cause.
+type corruptError struct {
+	rkey  string
+	cause error
+}
+
+func (e *corruptError) Error() string {
+	return fmt.Sprintf("%v at %s: %v", ErrCorrupt, e.rkey, e.cause)
+}
+
+func (e *corruptError) Unwrap() []error { return []error{ErrCorrupt, e.cause} }
+
+// isCorrupt reports whether err is Redis saying that the key holds something the store cannot read: a
+// value of another type (WRONGTYPE, from GET or from a script's GET), or a string the scripts' decode
+// rejected. Redis 7 reports the latter as "ERR user_script:N: dedupe: malformed record script: ...",
+// Redis 6 as "ERR Error running script (...): @user_script:N: dedupe: malformed record", miniredis in
+// its own words; all contain the marker. Connection errors are not Redis errors and never match; nor do
+// server errors that are about the server rather than the key (LOADING, CLUSTERDOWN, READONLY, OOM, ...).
+func isCorrupt(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	return strings.Contains(msg, "WRONGTYPE") || strings.Contains(msg, malformedMarker)
+}
+
+// malformedMarker is what the scripts' decode raises (scripts.go).
+const malformedMarker = "dedupe: malformed record"
 
 // cas runs a compare-and-set script that replies 1 (applied) or 0 (owner/token no longer hold the key).
 func (s *Store) cas(ctx context.Context, op string, script *redis.Script, key Key, args ...any) error {
@@ -220,11 +265,11 @@ func (s *Store) cas(ctx context.Context, op string, script *redis.Script, key Ke
 	case int64(0):
 		return fmt.Errorf("%s %s: %w", op, key, ErrLeaseLost)
 	default:
-		return fmt.Errorf("%s %s: unexpected reply %v", op, key, reply)
+		return fmt.Errorf("%s %s: %w", op, key, s.corrupt(key, fmt.Errorf("unexpected reply %v", reply)))
 	}
 }
 
-var errMalformed = errors.New("malformed record")
+var errMalformed = errors.New(malformedMarker)
 
 func checkKey(k Key) error {
 	switch {
@@ -267,7 +312,7 @@ func millis(d time.Duration) int64 {
 
 func parseClaim(reply any) (Claim, error) {
 	a, ok := reply.([]any)
-	if !ok || len(a) != 5 {
+	if !ok || len(a) != 6 {
 		return Claim{}, fmt.Errorf("unexpected reply %v", reply)
 	}
 	state, ok1 := a[0].(int64)
@@ -275,13 +320,15 @@ func parseClaim(reply any) (Claim, error) {
 	owner, ok3 := a[2].(string)
 	exp, ok4 := a[3].(int64)
 	outcome, ok5 := a[4].(string)
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
+	prev, ok6 := a[5].(string)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
 		return Claim{}, fmt.Errorf("unexpected reply %v", reply)
 	}
 	c := Claim{Token: token, Owner: owner}
 	switch state {
 	case 1:
 		c.State = Claimed
+		c.TookOver, c.PreviousOwner = prev != "", prev
 	case 2:
 		c.State = InProgress
 	case 3:
@@ -325,6 +372,7 @@ func decodeRecord(v string) (Record, error) {
 	case 'c':
 		r.State = Claimed
 		r.LeaseExpires = time.UnixMilli(n[1])
+		r.PreviousOwner = body[lo+lf:]
 	case 'd':
 		r.State = Done
 		r.Outcome = []byte(body[lo+lf:])

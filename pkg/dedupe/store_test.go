@@ -122,17 +122,19 @@ func TestRedisOutage(t *testing.T) {
 	if err == nil || c.State == dedupe.Claimed {
 		t.Errorf("Claim while Redis is down = %+v, %v; want an error and no claim", c, err)
 	}
+	if errors.Is(err, dedupe.ErrCorrupt) {
+		t.Errorf("Claim while Redis is down: error %v matches ErrCorrupt; want a transient error", err)
+	}
+	_, getErr := s.Get(ctx(t), k1)
 	for name, err := range map[string]error{
 		"Renew":    s.Renew(ctx(t), k1, "a", c1.Token, time.Minute),
 		"Complete": s.Complete(ctx(t), k1, "a", c1.Token, []byte("ok"), time.Hour),
 		"Release":  s.Release(ctx(t), k1, "a", c1.Token),
+		"Get":      getErr,
 	} {
-		if err == nil || errors.Is(err, dedupe.ErrLeaseLost) {
+		if err == nil || errors.Is(err, dedupe.ErrLeaseLost) || errors.Is(err, dedupe.ErrNotFound) || errors.Is(err, dedupe.ErrCorrupt) {
 			t.Errorf("%s while Redis is down: error %v, want a connection error", name, err)
 		}
-	}
-	if _, err := s.Get(ctx(t), k1); err == nil || errors.Is(err, dedupe.ErrNotFound) {
-		t.Errorf("Get while Redis is down: error %v, want a connection error", err)
 	}
 
 	srv.Restart() // empty: this test server keeps nothing on disk
@@ -160,6 +162,48 @@ func TestRedisOutage(t *testing.T) {
 	}
 	if c, err := s.Claim(ctx(t), k2, "fp", "b", time.Minute); err != nil || c.State != dedupe.Done {
 		t.Errorf("Claim of completed key after restart = %+v, %v; want Done", c, err)
+	}
+}
+
+// replyHook replaces the reply of every script call with reply, as a Redis that is not ours (or a proxy
+// mangling replies) might answer.
+type replyHook struct{ reply any }
+
+func (replyHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h replyHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if c, ok := cmd.(*redis.Cmd); ok && err == nil && (cmd.Name() == "evalsha" || cmd.Name() == "eval") {
+			c.SetVal(h.reply)
+		}
+		return err
+	}
+}
+func (replyHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func TestUnexpectedReplyIsCorrupt(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, reply := range []any{"OK", int64(7), []any{int64(1)}, nil} {
+		t.Run(fmt.Sprintf("%#v", reply), func(t *testing.T) {
+			rdb := srv.Client()
+			rdb.AddHook(replyHook{reply})
+			s := newStore(t, rdb)
+			ctx := context.Background()
+			k := dedupe.Key{Channel: "omni-saas", ID: "odd-reply"}
+			_, claimErr := s.Claim(ctx, k, "fp", "a", time.Minute)
+			for name, err := range map[string]error{
+				"Claim":    claimErr,
+				"Renew":    s.Renew(ctx, k, "a", 1, time.Minute),
+				"Complete": s.Complete(ctx, k, "a", 1, []byte("x"), time.Hour),
+				"Release":  s.Release(ctx, k, "a", 1),
+			} {
+				if !errors.Is(err, dedupe.ErrCorrupt) || !strings.Contains(err.Error(), s.RedisKey(k)) {
+					t.Errorf("%s with reply %#v: error %v, want ErrCorrupt naming %s", name, reply, err, s.RedisKey(k))
+				}
+			}
+		})
 	}
 }
 

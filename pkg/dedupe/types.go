@@ -20,6 +20,14 @@ var (
 	// fingerprint, a non-positive lease or token, a negative retention). Retrying does not help.
 	ErrInvalid = errors.New("dedupe: invalid argument")
 
+	// ErrCorrupt is returned by every method when the Redis key holds something that is not one of the
+	// store's records: another type (WRONGTYPE, e.g. a hash written there by something else), a string
+	// the scripts cannot decode, or a reply of an unexpected shape. The error names the key and the Redis
+	// key. Retrying does not help and the store never overwrites such a key: the caller must treat the
+	// event as failed (and an operator must look at the key). Transient errors (connection refused,
+	// timeouts, LOADING, CLUSTERDOWN, READONLY, OOM, ...) never match it.
+	ErrCorrupt = errors.New("dedupe: corrupt record")
+
 	// ErrInProgress, ErrDone and ErrConflict are what Claim.Err returns for the states InProgress, Done and
 	// Conflict, for callers that prefer errors to switching on Claim.State. Claim itself never returns them.
 	ErrInProgress = errors.New("dedupe: in progress")
@@ -91,6 +99,14 @@ type Claim struct {
 	LeaseExpires time.Time
 	// Outcome is the outcome stored by Complete, byte-identical, when Done; nil otherwise.
 	Outcome []byte
+	// TookOver is true when Claimed by taking over another owner's expired claim (that owner may have
+	// crashed or stalled after calling the platform: the caller cannot know whether the call was made).
+	// It is false for a new key, a released key, and the caller's own live claim — unless that claim was
+	// itself a takeover: a repeated Claim by the taker reports the takeover again, so a retried Claim
+	// whose first reply was lost never hides one.
+	TookOver bool
+	// PreviousOwner is the owner whose expired claim was taken over, when TookOver; "" otherwise.
+	PreviousOwner string
 }
 
 // Err returns nil when c.State is Claimed, and ErrInProgress, ErrDone or ErrConflict otherwise.
@@ -123,4 +139,7 @@ type Record struct {
 	LeaseExpires time.Time
 	// Outcome is the stored outcome when Done; nil otherwise.
 	Outcome []byte
+	// PreviousOwner is, when Claimed, the owner whose expired claim the current claim took over ("" if
+	// the current claim was not a takeover); "" otherwise.
+	PreviousOwner string
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,6 +62,8 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		{"KeysAreIndependent", testIndependentKeys},
 		{"ScriptCacheFlushed", testNoScript},
 		{"CorruptRecordFailsClosed", testCorrupt},
+		{"TakeoverIsReported", testTakeoverReported},
+		{"ScriptsRunTwice", testRunTwice},
 		{"CanceledContext", testCanceled},
 		{"InvalidArguments", testInvalid},
 	}
@@ -223,7 +226,7 @@ func testTakeover(t *testing.T, e Env) {
 	// The right owner with a wrong token is rejected too.
 	wantErr(t, "Complete with wrong token", e.Store.Complete(ctx, keyA, "b", 1, []byte("stale"), retention), dedupe.ErrLeaseLost)
 
-	want := dedupe.Record{State: dedupe.Claimed, Owner: "b", Token: 2, Fingerprint: fpA, LeaseExpires: b.LeaseExpires}
+	want := dedupe.Record{State: dedupe.Claimed, Owner: "b", Token: 2, Fingerprint: fpA, LeaseExpires: b.LeaseExpires, PreviousOwner: "a"}
 	if diff := cmp.Diff(want, get(t, e, keyA)); diff != "" {
 		t.Errorf("record after stale attempts (-want +got):\n%s", diff)
 	}
@@ -504,37 +507,183 @@ func testNoScript(t *testing.T, e Env) {
 	mustClaimed(t, e, keyA, fpA, "a", longLease, 1)
 }
 
-func testCorrupt(t *testing.T, e Env) {
-	// A record the store cannot read (written by something else, or a wrong type) is an error for every
-	// operation, never a claim and never overwritten.
-	ctx := ctxFor(t)
-	garbled := dedupe.Key{Channel: "omni-saas", ID: "garbled"}
-	wrongType := dedupe.Key{Channel: "omni-saas", ID: "wrong-type"}
-	if err := e.Client.Set(ctx, e.Store.RedisKey(garbled), "c1 0 99 1\nab", time.Minute).Err(); err != nil {
-		t.Fatalf("SET: %v", err)
-	}
-	if err := e.Client.HSet(ctx, e.Store.RedisKey(wrongType), "s", "c").Err(); err != nil {
-		t.Fatalf("HSET: %v", err)
-	}
-	for _, k := range []dedupe.Key{garbled, wrongType} {
-		if c, err := e.Store.Claim(ctx, k, fpA, "a", longLease); err == nil || c.State == dedupe.Claimed {
-			t.Errorf("Claim(%s) = %+v, %v; want an error and no claim", k, c, err)
-		}
-		for name, err := range map[string]error{
-			"Renew":    e.Store.Renew(ctx, k, "a", 1, longLease),
-			"Complete": e.Store.Complete(ctx, k, "a", 1, []byte("x"), retention),
-			"Release":  e.Store.Release(ctx, k, "a", 1),
-		} {
-			if err == nil || errors.Is(err, dedupe.ErrLeaseLost) {
-				t.Errorf("%s(%s): error %v, want a malformed-record error", name, k, err)
+// corruptValue is something other than a record, written under a store key.
+type corruptValue struct {
+	name  string
+	write func(ctx context.Context, c redis.UniversalClient, rkey string) error
+	// same reports an error unless the key still holds exactly what write wrote.
+	same func(ctx context.Context, c redis.UniversalClient, rkey string) error
+}
+
+func corruptString(name, value string) corruptValue {
+	return corruptValue{
+		name: name,
+		write: func(ctx context.Context, c redis.UniversalClient, rkey string) error {
+			return c.Set(ctx, rkey, value, time.Minute).Err()
+		},
+		same: func(ctx context.Context, c redis.UniversalClient, rkey string) error {
+			if got, err := c.Get(ctx, rkey).Result(); err != nil || got != value {
+				return fmt.Errorf("value %q, %v; want %q", got, err, value)
 			}
-		}
-		if _, err := e.Store.Get(ctx, k); err == nil || errors.Is(err, dedupe.ErrNotFound) {
-			t.Errorf("Get(%s): error %v, want a malformed-record error", k, err)
+			return nil
+		},
+	}
+}
+
+var corruptValues = []corruptValue{
+	corruptString("lengths beyond the body", "c1 0 99 1\nab"),
+	corruptString("not a record", "hello"),
+	corruptString("unknown state", "x1 0 1 1\naf"),
+	corruptString("empty string", ""),
+	{
+		name: "hash (WRONGTYPE)",
+		write: func(ctx context.Context, c redis.UniversalClient, rkey string) error {
+			return c.HSet(ctx, rkey, "s", "c").Err()
+		},
+		same: func(ctx context.Context, c redis.UniversalClient, rkey string) error {
+			if got, err := c.HGetAll(ctx, rkey).Result(); err != nil || len(got) != 1 || got["s"] != "c" {
+				return fmt.Errorf("hash %v, %v; want {s: c}", got, err)
+			}
+			return nil
+		},
+	},
+}
+
+func testCorrupt(t *testing.T, e Env) {
+	// A key under the prefix that holds something other than a record (written by something else, or a
+	// wrong type) is ErrCorrupt for every operation, naming the key — never a claim, never overwritten,
+	// and never mistaken for ErrLeaseLost or ErrNotFound, which callers handle as normal states.
+	for i, v := range corruptValues {
+		t.Run(v.name, func(t *testing.T) {
+			ctx := ctxFor(t)
+			k := dedupe.Key{Channel: "omni-saas", ID: fmt.Sprintf("corrupt-%d", i)}
+			rkey := e.Store.RedisKey(k)
+			if err := v.write(ctx, e.Client, rkey); err != nil {
+				t.Fatalf("write %s: %v", rkey, err)
+			}
+			c, claimErr := e.Store.Claim(ctx, k, fpA, "a", longLease)
+			if c.State == dedupe.Claimed {
+				t.Errorf("Claim = %+v, want no claim", c)
+			}
+			_, getErr := e.Store.Get(ctx, k)
+			for _, op := range []struct {
+				name string
+				err  error
+			}{
+				{"Claim", claimErr},
+				{"Renew", e.Store.Renew(ctx, k, "a", 1, longLease)},
+				{"Complete", e.Store.Complete(ctx, k, "a", 1, []byte("x"), retention)},
+				{"Release", e.Store.Release(ctx, k, "a", 1)},
+				{"Get", getErr},
+			} {
+				if !errors.Is(op.err, dedupe.ErrCorrupt) {
+					t.Errorf("%s: error %v, want ErrCorrupt", op.name, op.err)
+					continue
+				}
+				if errors.Is(op.err, dedupe.ErrLeaseLost) || errors.Is(op.err, dedupe.ErrNotFound) {
+					t.Errorf("%s: error %v also matches ErrLeaseLost or ErrNotFound", op.name, op.err)
+				}
+				if msg := op.err.Error(); !strings.Contains(msg, k.String()) || !strings.Contains(msg, rkey) {
+					t.Errorf("%s: error %q names neither the key %s nor the Redis key %s", op.name, msg, k, rkey)
+				}
+			}
+			if err := v.same(ctx, e.Client, rkey); err != nil {
+				t.Errorf("%s after the attempts: %v", rkey, err)
+			}
+		})
+	}
+}
+
+func testTakeoverReported(t *testing.T, e Env) {
+	// A caller whose platform does not deduplicate must know when it takes over a claim whose owner may
+	// have called the platform already (DESIGN.md §7, "Ambiguity").
+	ctx := ctxFor(t)
+	a := mustClaimed(t, e, keyA, fpA, "a", shortLease, 1)
+	if a.TookOver || a.PreviousOwner != "" {
+		t.Errorf("Claim of a new key = %+v, want no takeover", a)
+	}
+	e.Advance(expire)
+	// a's own expired claim, claimed again by a, is not a takeover.
+	if again := mustClaimed(t, e, keyA, fpA, "a", shortLease, 1); again.TookOver {
+		t.Errorf("a re-claiming its own expired claim = %+v, want no takeover", again)
+	}
+	e.Advance(expire)
+
+	b := mustClaimed(t, e, keyA, fpA, "b", longLease, 2)
+	if !b.TookOver || b.PreviousOwner != "a" {
+		t.Errorf("Claim by b of a's expired claim = %+v, want TookOver from a", b)
+	}
+	want := dedupe.Record{State: dedupe.Claimed, Owner: "b", Token: 2, Fingerprint: fpA, LeaseExpires: b.LeaseExpires, PreviousOwner: "a"}
+	if diff := cmp.Diff(want, get(t, e, keyA)); diff != "" {
+		t.Errorf("Get after takeover (-want +got):\n%s", diff)
+	}
+	// A retried Claim (its first reply lost) and a Renew keep reporting the takeover.
+	if retried := mustClaimed(t, e, keyA, fpA, "b", longLease, 2); !retried.TookOver || retried.PreviousOwner != "a" {
+		t.Errorf("repeated Claim by b = %+v, want TookOver from a again", retried)
+	}
+	wantNoErr(t, "Renew by b", e.Store.Renew(ctx, keyA, "b", 2, shortLease))
+	if retried := mustClaimed(t, e, keyA, fpA, "b", shortLease, 2); !retried.TookOver || retried.PreviousOwner != "a" {
+		t.Errorf("Claim by b after Renew = %+v, want TookOver from a", retried)
+	}
+	// Other owners see the holder, not a takeover.
+	if got := claim(t, e, keyA, fpA, "c", longLease); got.State != dedupe.InProgress || got.TookOver {
+		t.Errorf("Claim by c while b holds the key = %+v, want InProgress without takeover", got)
+	}
+
+	// b stalls too: c takes over from b.
+	e.Advance(expire)
+	c := mustClaimed(t, e, keyA, fpA, "c", longLease, 3)
+	if !c.TookOver || c.PreviousOwner != "b" {
+		t.Errorf("Claim by c of b's expired claim = %+v, want TookOver from b", c)
+	}
+
+	// A released claim is no takeover: its owner gave it up knowingly.
+	wantNoErr(t, "Release by c", e.Store.Release(ctx, keyA, "c", 3))
+	if r := get(t, e, keyA); r.PreviousOwner != "" {
+		t.Errorf("Get after Release = %+v, want no previous owner", r)
+	}
+	d := mustClaimed(t, e, keyA, fpA, "d", longLease, 4)
+	if d.TookOver || d.PreviousOwner != "" {
+		t.Errorf("Claim by d of a released key = %+v, want no takeover", d)
+	}
+	wantNoErr(t, "Complete by d", e.Store.Complete(ctx, keyA, "d", 4, []byte("ok"), retention))
+	if got := claim(t, e, keyA, fpA, "e", longLease); got.State != dedupe.Done || got.TookOver || got.PreviousOwner != "" {
+		t.Errorf("Claim after completion = %+v, want Done without takeover", got)
+	}
+}
+
+func testRunTwice(t *testing.T, e Env) {
+	// go-redis retries a command (and auto-pipelining a whole batch) when the connection drops after the
+	// script ran but before its reply arrived, so every operation may run twice with the same arguments:
+	// the second run must give the same answer and change nothing the first did not.
+	ctx := ctxFor(t)
+	first := mustClaimed(t, e, keyA, fpA, "a", longLease, 1)
+	second := mustClaimed(t, e, keyA, fpA, "a", longLease, 1)
+	second.LeaseExpires = first.LeaseExpires // a repeated Claim may only extend the lease
+	if diff := cmp.Diff(first, second); diff != "" {
+		t.Errorf("Claim twice (-first +second):\n%s", diff)
+	}
+	for i := range 2 {
+		wantNoErr(t, fmt.Sprintf("Renew #%d", i+1), e.Store.Renew(ctx, keyA, "a", 1, longLease))
+	}
+	for i := range 2 {
+		wantNoErr(t, fmt.Sprintf("Release #%d", i+1), e.Store.Release(ctx, keyA, "a", 1))
+	}
+	mustClaimed(t, e, keyA, fpA, "b", shortLease, 2)
+	mustClaimed(t, e, keyA, fpA, "b", shortLease, 2)
+	e.Advance(expire)
+	for i := range 2 {
+		c := mustClaimed(t, e, keyA, fpA, "c", longLease, 3)
+		if !c.TookOver || c.PreviousOwner != "b" {
+			t.Errorf("takeover Claim #%d = %+v, want TookOver from b", i+1, c)
 		}
 	}
-	if got, err := e.Client.Get(ctx, e.Store.RedisKey(garbled)).Result(); err != nil || got != "c1 0 99 1\nab" {
-		t.Errorf("garbled record after the attempts = %q, %v; want it untouched", got, err)
+	for i := range 2 {
+		wantNoErr(t, fmt.Sprintf("Complete #%d", i+1), e.Store.Complete(ctx, keyA, "c", 3, []byte("ok"), retention))
+	}
+	want := dedupe.Record{State: dedupe.Done, Owner: "c", Token: 3, Fingerprint: fpA, Outcome: []byte("ok")}
+	if diff := cmp.Diff(want, get(t, e, keyA)); diff != "" {
+		t.Errorf("record after every operation twice (-want +got):\n%s", diff)
 	}
 }
 

@@ -8,11 +8,20 @@
 // a success answer shaped like the API page's, with platform ids derived
 // from the idempotency key, so a repeated call gets the same id, as the real
 // API's idempotency would give. It counts calls per (method, key) and injects
-// [Faults]: latency, HTTP 503, isp.* errors, code-7 bans and hangs.
+// [Faults]: latency, HTTP 503, isp.* errors, code-7 bans, hangs, and calls
+// that are executed but whose connection is reset before the answer (the
+// ambiguous failure a client cannot tell from a call that never arrived).
 //
 // Routes: any path but the ones below is the gateway (e.g. /router/rest);
 // GET /stats returns [Stats] as JSON; POST /reset clears the counters and
-// any ban; GET /faults and PUT /faults read and replace the [Faults].
+// every ban; GET /faults and PUT /faults read and replace the [Faults];
+// POST /ban starts a ban now ([Sim.Ban]), with a JSON body
+//
+//	{"seconds": 30}                                  every call of the app key, sub_code accesscontrol.limited-by-app-access-count
+//	{"seconds": 30, "method": "alibaba.trade.order.create"}   that method only, sub_code accesscontrol.limited-by-app-api-access-count
+//	{"seconds": 30, "sub_code": "accesscontrol.limited-by-api-access-count", "method": "..."}
+//
+// and answers the ban as JSON ({"seconds", "method", "sub_code", "until"}).
 package topsim
 
 import (
@@ -21,6 +30,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -83,11 +93,18 @@ type Sim struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu       sync.Mutex // guards everything below
-	rng      *rand.Rand
-	faults   Faults
-	banUntil time.Time
-	counts   counters
+	mu      sync.Mutex // guards everything below
+	rng     *rand.Rand
+	faults  Faults
+	appBan  ban            // holds every call of the app key
+	apiBans map[string]ban // by method: hold that method's calls
+	counts  counters
+}
+
+// ban is a code-7 ban in force until until.
+type ban struct {
+	until   time.Time
+	subCode string
 }
 
 // New returns a simulator for cfg.
@@ -112,6 +129,7 @@ func New(cfg Config) (*Sim, error) {
 		done:     make(chan struct{}),
 		rng:      rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15)),
 		faults:   cfg.Faults.withDefaults(),
+		apiBans:  make(map[string]ban),
 		counts:   newCounters(),
 	}
 	if s.now == nil {
@@ -130,6 +148,7 @@ func New(cfg Config) (*Sim, error) {
 	})
 	s.mux.HandleFunc("GET /faults", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Faults()) })
 	s.mux.HandleFunc("PUT /faults", s.putFaults)
+	s.mux.HandleFunc("POST /ban", s.postBan)
 	s.mux.HandleFunc("/", s.gateway)
 	return s, nil
 }
@@ -171,12 +190,76 @@ func (s *Sim) Stats() Stats {
 	return s.counts.snapshot()
 }
 
-// Reset clears the counters and ends any ban; faults stay.
+// Reset clears the counters and ends every ban; faults stay.
 func (s *Sim) Reset() {
 	s.mu.Lock()
 	s.counts = newCounters()
-	s.banUntil = time.Time{}
+	s.appBan = ban{}
+	clear(s.apiBans)
 	s.mu.Unlock()
+}
+
+// Longest ban [Sim.Ban] starts: the platform's longest, until the end of the day.
+const maxBan = 24 * time.Hour
+
+// Ban starts a code-7 ban now, by the gateway's clock, for d (rounded up to
+// whole seconds, at most 24h), replacing any ban of the same scope. With
+// method "" it holds every call of the app key; otherwise only the calls of
+// method. subCode is the answer's sub_code, an accesscontrol.* code; ""
+// means SubCodeAppLimit for an app-wide ban and SubCodeAppAPILimit for a
+// per-API one. It returns the ban's end.
+func (s *Sim) Ban(d time.Duration, method, subCode string) (time.Time, error) {
+	if d <= 0 || d > maxBan {
+		return time.Time{}, fmt.Errorf("ban length %s is not in (0, %s]", d, maxBan)
+	}
+	switch {
+	case subCode != "":
+		if err := checkBanSubCode(subCode); err != nil {
+			return time.Time{}, fmt.Errorf("sub_code: %w", err)
+		}
+	case method == "":
+		subCode = SubCodeAppLimit
+	default:
+		subCode = SubCodeAppAPILimit
+	}
+	d = (d + time.Second - 1) / time.Second * time.Second
+	b := ban{until: s.now().Add(d), subCode: subCode}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if method == "" {
+		s.appBan = b
+	} else {
+		s.apiBans[method] = b
+	}
+	return b.until, nil
+}
+
+func (s *Sim) postBan(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Seconds int    `json:"seconds"`
+		Method  string `json:"method"`
+		SubCode string `json:"sub_code"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		http.Error(w, "ban: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	until, err := s.Ban(time.Duration(req.Seconds)*time.Second, req.Method, req.SubCode)
+	if err != nil {
+		http.Error(w, "ban: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if req.SubCode == "" {
+		req.SubCode = SubCodeAppLimit
+		if req.Method != "" {
+			req.SubCode = SubCodeAppAPILimit
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"seconds": req.Seconds, "method": req.Method, "sub_code": req.SubCode, "until": until.Format(time.RFC3339Nano),
+	})
 }
 
 func (s *Sim) serveStats(w http.ResponseWriter, _ *http.Request) {
@@ -203,7 +286,9 @@ type roll struct {
 	http503   bool
 	ban       bool
 	banFor    int
+	banSub    string
 	isp       bool
+	drop      bool
 	requestID string
 }
 
@@ -211,7 +296,7 @@ func (s *Sim) roll() roll {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f := s.faults
-	r := roll{delay: f.Latency, banFor: f.BanSeconds}
+	r := roll{delay: f.Latency, banFor: f.BanSeconds, banSub: f.BanSubCode}
 	if f.Jitter > 0 {
 		r.delay += time.Duration(s.rng.Int64N(int64(f.Jitter)))
 	}
@@ -221,6 +306,7 @@ func (s *Sim) roll() roll {
 	r.http503 = s.chance(f.ErrorRate)
 	r.ban = s.chance(f.BanRate)
 	r.isp = s.chance(f.ISPRate)
+	r.drop = s.chance(f.DropRate)
 	const digits = "abcdefghijklmnopqrstuvwxyz0123456789"
 	var id [12]byte
 	for i := range id {
@@ -298,7 +384,7 @@ func (s *Sim) gateway(w http.ResponseWriter, r *http.Request) {
 		s.answerError(w, rl, errf(22, "Invalid method", "", "method %s is not served here", method))
 		return
 	}
-	if e := s.checkBan(rl); e != nil {
+	if e := s.checkBan(rl, method); e != nil {
 		s.fault("ban")
 		s.answerError(w, rl, e)
 		return
@@ -328,7 +414,27 @@ func (s *Sim) gateway(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.counts.success(method, key)
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{strings.ReplaceAll(method, ".", "_") + "_response": inner})
+	s.answer(w, rl, map[string]any{strings.ReplaceAll(method, ".", "_") + "_response": inner})
+}
+
+// answer writes a processed call's answer, or, when the call drew a drop,
+// resets the connection instead.
+func (s *Sim) answer(w http.ResponseWriter, rl roll, v any) {
+	if !rl.drop {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
+	s.fault("drop")
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// HTTP/2 (or a ResponseWriter that cannot be hijacked): abort the
+		// response; the server resets the stream without logging a panic.
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // close with RST, as a gateway whose process died would
+	}
+	_ = conn.Close()
 }
 
 // systemParams are the names that are not business parameters.
@@ -420,20 +526,32 @@ func parseTimestamp(v string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// checkBan answers code 7 while the app key is banned, and starts a ban
-// when this request drew one.
-func (s *Sim) checkBan(rl roll) *apiError {
+// checkBan answers code 7 while the app key or method is banned, and starts
+// a ban when this request drew one and none holds it yet.
+func (s *Sim) checkBan(rl roll, method string) *apiError {
 	now := s.now()
 	s.mu.Lock()
-	if rl.ban && !now.Before(s.banUntil) {
-		s.banUntil = now.Add(time.Duration(rl.banFor) * time.Second)
+	held := func() ban {
+		if now.Before(s.appBan.until) {
+			return s.appBan
+		}
+		return s.apiBans[method]
 	}
-	left := s.banUntil.Sub(now)
+	if rl.ban && !now.Before(held().until) {
+		b := ban{until: now.Add(time.Duration(rl.banFor) * time.Second), subCode: rl.banSub}
+		if perAPI(b.subCode) {
+			s.apiBans[method] = b
+		} else {
+			s.appBan = b
+		}
+	}
+	b := held()
 	s.mu.Unlock()
+	left := b.until.Sub(now)
 	if left <= 0 {
 		return nil
 	}
-	return errf(7, "App Call Limited", "accesscontrol.limited-by-app-access-count",
+	return errf(7, "App Call Limited", b.subCode,
 		"This ban will last for %d more seconds", int64(math.Ceil(left.Seconds())))
 }
 
@@ -454,7 +572,7 @@ func (s *Sim) answerError(w http.ResponseWriter, rl roll, e *apiError) {
 	s.mu.Lock()
 	s.counts.errors[e.Code]++
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"error_response": struct {
+	s.answer(w, rl, map[string]any{"error_response": struct {
 		*apiError
 		RequestID string `json:"request_id"`
 	}{e, rl.requestID}})

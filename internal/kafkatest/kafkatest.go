@@ -29,7 +29,7 @@ type Broker struct {
 	transport *kafka.Transport
 }
 
-// Option secures a broker started with [StartWith] or [NewWith].
+// Option configures a broker started with [StartWith] or [NewWith] (TLS, SASL, broker configs).
 type Option func(*options) error
 
 type options struct {
@@ -72,6 +72,15 @@ func WithSASL(mechanism, user, password string) Option {
 			return fmt.Errorf("kafkatest: %w", err)
 		}
 		o.kfake = append(o.kfake, kfake.EnableSASL(), kfake.Superuser(mechanism, user, password))
+		return nil
+	}
+}
+
+// WithBrokerConfigs sets broker configuration, e.g. {"message.max.bytes": "16777216"} for a
+// cluster that accepts large records.
+func WithBrokerConfigs(configs map[string]string) Option {
+	return func(o *options) error {
+		o.kfake = append(o.kfake, kfake.BrokerConfigs(configs))
 		return nil
 	}
 }
@@ -162,7 +171,9 @@ func (b *Broker) Produce(ctx context.Context, msgs ...kafka.Message) error {
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond,
 		BatchSize:    1000,
-		Transport:    b.Transport(),
+		// Tests write records as large as the broker takes; the broker enforces its own limit.
+		BatchBytes: 64 << 20,
+		Transport:  b.Transport(),
 	}
 	defer w.Close()
 	return w.WriteMessages(ctx, msgs...)

@@ -27,6 +27,10 @@ type Config struct {
 	Writer *kafka.Writer
 	// DeadLetterTopic receives the messages whose Result names a dead-letter reason. Required.
 	DeadLetterTopic string
+	// MaxRecordBytes is the largest record published (RecordSize); it should equal the Writer's
+	// BatchBytes and not exceed the topics' max.message.bytes. Larger dead letters are reduced and
+	// larger results replaced by their fallback. Default: 1 MiB; at least MinRecordBytes.
+	MaxRecordBytes int
 	// Dialer connects the group coordinator (TLS, SASL, client id). Default: kafka.DefaultDialer.
 	Dialer *kafka.Dialer
 	// Transport carries fetches and offset lookups (TLS, SASL, client id). Default:
@@ -108,6 +112,9 @@ func (c *Config) setDefaults() {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 512
 	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = 1 << 20
+	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
 	}
@@ -155,6 +162,8 @@ func (c Config) Validate() error {
 		return errors.New("consumer: no dead-letter topic")
 	case c.MaxInFlight < 0:
 		return errors.New("consumer: max in flight must not be negative")
+	case c.MaxRecordBytes != 0 && c.MaxRecordBytes < MinRecordBytes:
+		return fmt.Errorf("consumer: max record bytes must be at least %d", MinRecordBytes)
 	case c.MaxBytes < 0 || c.MinBytes < 0 || c.MaxBytes > 0 && c.MinBytes > c.MaxBytes:
 		return errors.New("consumer: fetch bytes must satisfy 0 ≤ min ≤ max")
 	case c.StartOffset != 0 && c.StartOffset != kafka.FirstOffset && c.StartOffset != kafka.LastOffset:

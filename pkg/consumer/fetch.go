@@ -20,41 +20,47 @@ import (
 // batches do neither (they return control records as messages), so a topic written by a
 // transactional producer would feed markers and aborted orders to the processor.
 //
-// A fetch response is decoded lazily: a record becomes a kafka.Message only when next is
-// called, so a caller that takes an in-flight slot before each next never holds more decoded
-// messages than it has slots. fetcher is not safe for concurrent use.
+// kafka-go decodes a fetch response into 64 KiB pages per record batch, so a response of many
+// small batches takes many times its size. fetch therefore copies the records out at once and
+// releases the pages (they go back to kafka-go's pool), and the caller sizes each request to what
+// it can take (see fetchBytes). fetcher is not safe for concurrent use.
 type fetcher struct {
 	rt        kafka.RoundTripper
 	addr      net.Addr
 	topic     string
 	partition int
 
-	next int64 // offset of the next record to hand out
-
-	// The response being read.
-	batches []protocol.RecordReader // record and control batches, in offset order
-	bi      int                     // current batch
-	aborted abortedHeap             // aborted transactions not yet reached, by first offset
-	abortPs map[int64]bool          // producers whose current transaction was aborted
-	hwm     int64
+	next   int64           // offset of the next record to hand out
+	queue  []kafka.Message // records of the last response not handed out yet
+	head   int
+	avg    float64 // moving average of a record's size, for sizing requests
+	hwm    int64
+	abort  abortedHeap    // aborted transactions not yet reached, by first offset
+	abortP map[int64]bool // producers whose current transaction was aborted
 }
 
 func newFetcher(rt kafka.RoundTripper, addr net.Addr, topic string, partition int, offset int64) *fetcher {
-	return &fetcher{rt: rt, addr: addr, topic: topic, partition: partition, next: offset, hwm: -1}
+	return &fetcher{rt: rt, addr: addr, topic: topic, partition: partition, next: offset, hwm: -1, avg: 1024}
 }
 
-// errOffsetOutOfRange is returned (wrapped) by fetch when the next offset is not in the log.
-var errOffsetOutOfRange = kafka.OffsetOutOfRange
+// fetchBytes is how many bytes to ask for when room more records can be taken now: room times
+// the average record size, at least minFetchBytes and at most limit. The broker still returns a
+// whole record batch that is larger.
+func (f *fetcher) fetchBytes(room, limit int) int {
+	return int(min(max(float64(room)*f.avg, minFetchBytes), float64(limit)))
+}
 
-// fetch sends one Fetch request for the partition at the next offset, waiting at most maxWait
-// for at least minBytes. It replaces the response being read, if any. It reports the partition's
-// high watermark as the broker gave it.
+const minFetchBytes = 16 << 10
+
+// fetch sends one Fetch request for the partition at the next offset, asking for at most
+// maxBytes and waiting at most maxWait for at least minBytes, and queues the committed records
+// it returns. It reports the partition's high watermark as the broker gave it.
 func (f *fetcher) fetch(ctx context.Context, minBytes, maxBytes int, maxWait time.Duration) (hwm int64, err error) {
 	f.drop()
 	req := &fetchapi.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    int32(maxWait / time.Millisecond),
-		MinBytes:       int32(minBytes),
+		MinBytes:       int32(min(minBytes, maxBytes)),
 		MaxBytes:       int32(maxBytes),
 		IsolationLevel: int8(kafka.ReadCommitted),
 		SessionID:      -1,
@@ -92,69 +98,87 @@ func (f *fetcher) fetch(ctx context.Context, minBytes, maxBytes int, maxWait tim
 		return -1, fmt.Errorf("fetch %s/%d@%d: %w", f.topic, f.partition, f.next, kafka.Error(p.ErrorCode))
 	}
 	f.hwm = p.HighWatermark
+	var batches []protocol.RecordReader
 	if s, ok := p.RecordSet.Records.(*protocol.RecordStream); ok {
-		f.batches = s.Records
+		batches = s.Records
 	} else if p.RecordSet.Records != nil {
-		f.batches = []protocol.RecordReader{p.RecordSet.Records}
+		batches = []protocol.RecordReader{p.RecordSet.Records}
 	}
-	f.aborted = f.aborted[:0]
+	f.abort = f.abort[:0]
 	for _, t := range p.AbortedTransactions {
-		f.aborted = append(f.aborted, t)
+		f.abort = append(f.abort, t)
 	}
-	heap.Init(&f.aborted)
-	clear(f.abortPs)
+	heap.Init(&f.abort)
+	clear(f.abortP)
+	if err := f.decode(batches); err != nil {
+		return -1, err
+	}
 	return p.HighWatermark, nil
 }
 
-// nextMessage returns the next committed record of the current response as a message, or
-// io.EOF when the response holds no more.
-func (f *fetcher) nextMessage() (kafka.Message, error) {
-	for f.bi < len(f.batches) {
-		b := f.batches[f.bi]
+// decode queues the committed records of batches, in offset order, and closes every record so
+// that kafka-go's pages go back to its pool. Aborted records and control records only move the
+// next offset.
+func (f *fetcher) decode(batches []protocol.RecordReader) error {
+	var err error
+	for _, b := range batches {
 		switch b := b.(type) {
 		case *protocol.ControlBatch:
-			f.bi++
 			f.control(b)
 			continue
 		case *protocol.RecordBatch:
 			// Aborted transactions that start at or before this batch become current.
-			for len(f.aborted) > 0 && f.aborted[0].FirstOffset <= b.BaseOffset {
-				t := heap.Pop(&f.aborted).(fetchapi.ResponseTransaction)
-				if f.abortPs == nil {
-					f.abortPs = make(map[int64]bool)
+			for len(f.abort) > 0 && f.abort[0].FirstOffset <= b.BaseOffset {
+				t := heap.Pop(&f.abort).(fetchapi.ResponseTransaction)
+				if f.abortP == nil {
+					f.abortP = make(map[int64]bool)
 				}
-				f.abortPs[t.ProducerID] = true
+				f.abortP[t.ProducerID] = true
 			}
-			if b.Attributes.Transactional() && f.abortPs[b.ProducerID] {
+			if b.Attributes.Transactional() && f.abortP[b.ProducerID] {
 				f.skip(b)
-				f.bi++
 				continue
 			}
 		}
-		r, err := b.ReadRecord()
-		if errors.Is(err, io.EOF) {
-			f.bi++
-			continue
+		for {
+			r, rerr := b.ReadRecord()
+			if rerr != nil {
+				if !errors.Is(rerr, io.EOF) && err == nil {
+					err = fmt.Errorf("fetch %s/%d: decode record: %w", f.topic, f.partition, rerr)
+				}
+				break
+			}
+			if r.Offset < f.next || err != nil {
+				// A batch may start before the requested offset; after an error, only release.
+				closeRecord(r)
+				continue
+			}
+			m, merr := f.message(r)
+			if merr != nil {
+				err = merr
+				continue
+			}
+			f.next = r.Offset + 1
+			f.queue = append(f.queue, m)
+			f.avg = 0.9*f.avg + 0.1*float64(RecordSize(m))
 		}
-		if err != nil {
-			f.drop()
-			return kafka.Message{}, fmt.Errorf("fetch %s/%d: decode record: %w", f.topic, f.partition, err)
-		}
-		if r.Offset < f.next {
-			// A batch may start before the requested offset.
-			closeRecord(r)
-			continue
-		}
-		m, err := f.message(r)
-		if err != nil {
-			f.drop()
-			return kafka.Message{}, err
-		}
-		f.next = r.Offset + 1
-		return m, nil
 	}
-	f.drop()
-	return kafka.Message{}, io.EOF
+	if err != nil && len(f.queue) == 0 {
+		return err
+	}
+	return nil // what was decoded before a bad record goes out; the next fetch meets it again
+}
+
+// nextMessage returns the next queued record, or io.EOF when the last response is used up.
+func (f *fetcher) nextMessage() (kafka.Message, error) {
+	if f.head == len(f.queue) {
+		f.drop()
+		return kafka.Message{}, io.EOF
+	}
+	m := f.queue[f.head]
+	f.queue[f.head] = kafka.Message{}
+	f.head++
+	return m, nil
 }
 
 // control handles a transaction marker: an abort ends the producer's aborted transaction.
@@ -168,7 +192,7 @@ func (f *fetcher) control(b *protocol.ControlBatch) {
 			f.next = cr.Offset + 1
 		}
 		if cr.Type == 0 { // abort
-			delete(f.abortPs, b.ProducerID)
+			delete(f.abortP, b.ProducerID)
 		}
 	}
 }
@@ -201,7 +225,7 @@ func (f *fetcher) message(r *protocol.Record) (kafka.Message, error) {
 	if len(r.Headers) > 0 {
 		headers = make([]kafka.Header, len(r.Headers))
 		for i, h := range r.Headers {
-			headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
+			headers[i] = kafka.Header(h)
 		}
 	}
 	return kafka.Message{
@@ -216,12 +240,16 @@ func (f *fetcher) message(r *protocol.Record) (kafka.Message, error) {
 	}, nil
 }
 
-// drop forgets the response being read; the next fetch starts at the next offset.
+// drop forgets the records not handed out; the next fetch starts at the first of them.
 func (f *fetcher) drop() {
-	f.batches, f.bi = nil, 0
+	if f.head < len(f.queue) {
+		f.next = f.queue[f.head].Offset
+	}
+	clear(f.queue)
+	f.queue, f.head = f.queue[:0], 0
 }
 
-// seek moves the next offset, dropping the response being read.
+// seek moves the next offset, forgetting the records not handed out.
 func (f *fetcher) seek(offset int64) {
 	f.drop()
 	f.next = offset

@@ -83,12 +83,21 @@ func (gs *gates) broadcast() {
 // probePending stands for a probe admitted but not yet bound to its task.
 var probePending = new(task)
 
+// admission is what admit decided.
+type admission int
+
+const (
+	admitted  admission = iota
+	paused              // a closed or probing gate: fetch nothing of the topic
+	throttled           // a ramping gate at its bound: wait for a message of the topic to finish
+)
+
 // admit decides whether one more message of topic may be fetched and processed now. When it may,
 // the ticket records the probe or ramp it counts against, and must be bound to a task with claim
 // or given back with unadmit; when it may not, changed is closed at the next change of any gate.
-func (gs *gates) admit(topic string) (tk ticket, ok bool, changed <-chan struct{}) {
+func (gs *gates) admit(topic string) (tk ticket, a admission, changed <-chan struct{}) {
 	if gs.n.Load() == 0 {
-		return ticket{}, true, nil
+		return ticket{}, admitted, nil
 	}
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
@@ -100,15 +109,15 @@ func (gs *gates) admit(topic string) (tk ticket, ok bool, changed <-chan struct{
 		}
 		switch g.state {
 		case gateClosed:
-			return ticket{}, false, gs.changed
+			return ticket{}, paused, gs.changed
 		case gateProbing:
 			if g.probe != nil || probe != nil {
-				return ticket{}, false, gs.changed
+				return ticket{}, paused, gs.changed
 			}
 			probe = g
 		case gateRamping:
 			if g.inflight >= g.limit {
-				return ticket{}, false, gs.changed
+				return ticket{}, throttled, gs.changed
 			}
 			ramps = append(ramps, g)
 		}
@@ -119,7 +128,7 @@ func (gs *gates) admit(topic string) (tk ticket, ok bool, changed <-chan struct{
 	if probe != nil {
 		probe.probe = probePending
 	}
-	return ticket{probe: probe, ramps: ramps}, true, nil
+	return ticket{probe: probe, ramps: ramps}, admitted, nil
 }
 
 // claim binds an admitted ticket to its task (a probe gate learns its probe).
@@ -310,6 +319,18 @@ func (gs *gates) done(t *task) {
 	}
 	t.tk = ticket{}
 	gs.broadcast()
+}
+
+// published ends an "unwritable" pause: a record was written.
+func (gs *gates) published() {
+	if gs.n.Load() == 0 {
+		return
+	}
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if g := gs.byScope["unwritable"]; g != nil && g.state != gateRamping && !gs.stopped {
+		gs.open(g, time.Now())
+	}
 }
 
 // probeNow brings forward to now the probe of every closed gate of the reason (for example when

@@ -53,6 +53,8 @@ type task struct {
 	res   *Result // processed, waiting to be published
 	out   *outbox // records of res not yet acknowledged
 	retry *backoff.ExponentialBackOff
+	// unwritable counts publish attempts that met a topic that cannot be written.
+	unwritable int
 }
 
 func newPartition(c *Consumer, topic string, id int, start int64) *partition {
@@ -95,10 +97,11 @@ func (p *partition) fetchLoop(gctx context.Context) {
 			f.seek(at)
 			buffered = false
 		}
-		tk, ok, changed := c.gates.admit(p.topic)
-		if !ok {
-			if buffered {
-				f.seek(f.next)
+		tk, a, changed := c.gates.admit(p.topic)
+		if a != admitted {
+			if a == paused && buffered {
+				// Hold no records through a pause: fetch them again afterwards.
+				f.drop()
 				buffered = false
 			}
 			select {
@@ -113,7 +116,10 @@ func (p *partition) fetchLoop(gctx context.Context) {
 				c.gates.unadmit(tk)
 				return
 			}
-			hwm, err := f.fetch(gctx, c.cfg.MinBytes, c.cfg.MaxBytes, c.cfg.MaxWait)
+			// Ask for about as many records as there are free slots: fetch-ahead stays near the
+			// in-flight bound.
+			room := cap(c.slots) - len(c.slots)
+			hwm, err := f.fetch(gctx, c.cfg.MinBytes, f.fetchBytes(room, c.cfg.MaxBytes), c.cfg.MaxWait)
 			if err != nil {
 				c.gates.unadmit(tk)
 				if gctx.Err() != nil {
@@ -351,11 +357,18 @@ func (p *partition) handle(t *task) status {
 		}
 		err := c.publish(t)
 		if err == nil {
+			c.gates.published()
 			p.finish(t)
 			return finished
 		}
 		if t.ctx.Err() != nil {
 			return abandoned
+		}
+		// A processed message is never dropped: its outcome may not be stored anywhere else (an
+		// ambiguous call must not be made again). It waits for the topic to take it.
+		var pause *Pause
+		if errors.As(err, &pause) {
+			c.gates.pause(pause, t)
 		}
 		if !p.backoff(t, "publish", err) {
 			return abandoned
@@ -370,6 +383,12 @@ func (p *partition) backoff(t *task, what string, err error) bool {
 	}
 	wait := t.retry.NextBackOff()
 	c := p.c
+	var pause *Pause
+	if errors.As(err, &pause) {
+		// A topic that cannot be written: no hot loop, waits like probes.
+		wait = min(c.cfg.ProbeInterval<<min(t.unwritable, 8), c.cfg.MaxProbeInterval)
+		t.unwritable++
+	}
 	if what == "publish" {
 		c.m.publishRetries.Add(context.Background(), 1)
 	} else {

@@ -40,8 +40,13 @@ type Result struct {
 	// "send <topic>" span whose context is injected into its headers.
 	Records []kafka.Message
 	// DeadLetter, when not empty, says why the message also goes to Config.DeadLetterTopic: the
-	// original key, value and headers plus the ordersync-error (this text) and source headers.
+	// original key, value and headers plus the ordersync-error (this text) and source headers,
+	// reduced to fit Config.MaxRecordBytes (see [FitDeadLetter]).
 	DeadLetter string
+	// Fallback, when set, returns smaller records to publish instead of Records when these cannot
+	// be written as they are: larger than Config.MaxRecordBytes, or refused by the broker for good
+	// (too large, invalid). It is called at most once, and only then.
+	Fallback func() []kafka.Message
 }
 
 // Pause is the error a processor returns when no message can get past a condition for a while:

@@ -15,6 +15,7 @@ var diantaoSpec = &spec{
 	method:    "alibaba.diantao.tripartite.order.info",
 	topic:     "orders.diantao-tripartite",
 	session:   false, // client.execute(req)
+	dedupedBy: "tripartite_order_info_dto.out_order_id",
 	info:      mustStructInfo(reflect.TypeFor[DiantaoRequest]()),
 	interpret: interpretDiantao,
 }

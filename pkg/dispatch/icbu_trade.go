@@ -30,7 +30,9 @@ var icbuTradeSpec = &spec{
 	session:      true, // client.execute(req, sessionKey)
 	info:         mustStructInfo(reflect.TypeFor[IcbuTradeRequest]()),
 	keyFromEvent: true, // no natural key in the request: idempotency_key, else event_id
-	interpret:    interpretIcbu,
+	// dedupedBy: none — the platform sees no idempotency field, so a failed call that may have
+	// been executed is ambiguous and is not repeated (DESIGN.md §7).
+	interpret: interpretIcbu,
 }
 
 // IcbuTradeRequest holds the business parameters of alibaba.trade.order.create.

@@ -16,6 +16,7 @@ var haidingSpec = &spec{
 	method:    "alibaba.mos.trade.open.haiding.order.sync",
 	topic:     "orders.mos-haiding",
 	session:   true, // client.execute(req, sessionKey)
+	dedupedBy: "order.out_trade_no, refund_order.out_refund_no",
 	info:      mustStructInfo(reflect.TypeFor[HaidingRequest]()),
 	interpret: interpretNoFlag, // oc_trade_no, out_trade_no, oc_refund_no
 }

@@ -11,6 +11,7 @@ var omniSaasSpec = &spec{
 	method:    "alibaba.omni.saas.order.create",
 	topic:     "orders.omni-saas",
 	session:   true, // client.execute(req, sessionKey)
+	dedupedBy: "request_no",
 	info:      mustStructInfo(reflect.TypeFor[OmniSaasRequest]()),
 	interpret: interpretNoFlag, // trade_no, total_amount, actual_pay_fee
 }

@@ -17,8 +17,9 @@ const (
 	// StatusSucceeded: the platform accepted the call and the API's business
 	// flag, where it has one, is true.
 	StatusSucceeded = "succeeded"
-	// StatusFailed: a permanent platform error, a business failure, or
-	// retries exhausted.
+	// StatusFailed: a permanent platform error, a business failure,
+	// retries exhausted, a seller session refused (auth), or an outcome
+	// that cannot be known (ambiguous).
 	StatusFailed = "failed"
 	// StatusRejected: never sent (undecodable, invalid, unknown channel,
 	// missing session, or a conflicting re-use of an idempotency key).
@@ -36,6 +37,13 @@ const (
 	KindBusiness   = "business"   // the API's business flag is false
 	KindExhausted  = "exhausted"  // transient failures until the retry budget ran out
 	KindAuth       = "auth"       // missing or invalid session, forbidden
+	KindAmbiguous  = "ambiguous"  // the call may have been executed; the platform does not deduplicate it, so it is not repeated
+)
+
+// Error codes the worker sets itself (ErrorInfo.Code), besides the platform's.
+const (
+	CodeDedupeCorrupt = "dedupe-corrupt" // the record under the key in Redis is not the worker's
+	CodeInternal      = "internal"       // a panic while processing
 )
 
 // ErrorInfo says why an event failed or was rejected. Its JSON form always

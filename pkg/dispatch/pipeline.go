@@ -302,7 +302,7 @@ func (p *Pipeline) Process(ctx context.Context, m kafka.Message) (res consumer.R
 			}
 			p.log.ErrorContext(ctx, "panic processing event", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "panic", fmt.Sprint(r))
 			ev.outcome.Status = StatusFailed
-			ev.outcome.Error = &ErrorInfo{Kind: KindPlatform, Code: "internal", Msg: fmt.Sprintf("panic: %v", r)}
+			ev.outcome.Error = &ErrorInfo{Kind: KindPlatform, Code: CodeInternal, Msg: fmt.Sprintf("panic: %v", r)}
 			ev.encoded = nil
 			res, err = p.finish(ctx, ev, true), nil
 		}
@@ -373,13 +373,17 @@ func (p *Pipeline) deliver(ctx context.Context, ev *event, release *func()) (dea
 	owner := p.cfg.Owner + ":" + strconv.FormatUint(p.seq.Add(1), 10)
 
 	claim, err := p.claim(ctx, key, ev.prep.Fingerprint, owner)
+	if errors.Is(err, dedupe.ErrCorrupt) {
+		p.corrupt(ev, err)
+		return true, nil
+	}
 	if err != nil {
 		return false, err
 	}
 	switch claim.State {
 	case dedupe.Done:
 		p.m.dedupe(ctx, "duplicate")
-		return false, p.replay(ev, claim.Outcome)
+		return p.replay(ev, claim.Outcome), nil
 	case dedupe.Conflict:
 		p.m.dedupe(ctx, "conflict")
 		return true, p.reject(ev, &ErrorInfo{Kind: KindConflict, Code: "conflict",
@@ -395,6 +399,16 @@ func (p *Pipeline) deliver(ctx context.Context, ev *event, release *func()) (dea
 		}
 	}
 
+	if claim.TookOver && ev.ch.DedupedBy == "" {
+		// The previous owner stopped (crashed) holding the key: its call may have reached the
+		// platform, which would not notice a second one.
+		(*release)()
+		*release = nil
+		ev.outcome.Status = StatusFailed
+		ev.outcome.Error = &ErrorInfo{Kind: KindAmbiguous, Code: "taken-over",
+			Msg: fmt.Sprintf("the previous owner (%s) of the key stopped while it held it and may have called %s; not called again: reconcile before replaying", claim.PreviousOwner, ev.ch.Method)}
+		return true, nil
+	}
 	v, err := p.call(ctx, ev, key, owner, token)
 	if err != nil || v != store {
 		// Nothing the platform executed, or nothing known of it: the claim is released so that a
@@ -418,7 +432,7 @@ func (p *Pipeline) claim(ctx context.Context, key dedupe.Key, fingerprint, owner
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
 			span.SetAttributes(attribute.String("error.type", "redis"))
-			return c, fmt.Errorf("claim %s: %w", key, err)
+			return c, err // names the key already
 		}
 		span.SetAttributes(attribute.String("ordersync.dedupe.result", c.State.String()))
 		if c.State != dedupe.InProgress {
@@ -493,6 +507,13 @@ func (p *Pipeline) call(ctx context.Context, ev *event, key dedupe.Key, owner st
 			ev.outcome.RequestID = te.RequestID
 		}
 		switch {
+		case te != nil && ev.ch.DedupedBy == "" && te.MayHaveExecuted():
+			// The platform may have executed the call and would execute a repeat again.
+			ev.outcome.Status, ev.outcome.Error = StatusFailed, ErrorFromTOP(err)
+			ev.outcome.Error.Kind, ev.outcome.Error.Retryable = KindAmbiguous, false
+			ev.outcome.Error.Msg = fmt.Sprintf("attempt %d may have been executed; not repeated (%s has no idempotency field the platform sees): %s",
+				attempt, method, ev.outcome.Error.Msg)
+			return deadLetter, nil
 		case te != nil && te.Session():
 			// Only this seller's events fail; a refreshed session and a replay re-drive them.
 			ev.outcome.Status, ev.outcome.Error = StatusFailed, ErrorFromTOP(err)
@@ -689,21 +710,37 @@ func (p *Pipeline) complete(ctx context.Context, key dedupe.Key, owner string, t
 // key, or as the original itself when this very event comes again (a crash or rebalance after
 // its outcome was stored but before its offset was committed), so one event never gets two
 // different statuses.
-func (p *Pipeline) replay(ev *event, stored []byte) error {
+//
+// It reports whether the event goes to the dead-letter topic: only when the stored outcome cannot
+// be read (then the outcome says so, code dedupe-corrupt).
+func (p *Pipeline) replay(ev *event, stored []byte) (dead bool) {
 	var orig Outcome
-	if err := json.Unmarshal(stored, &orig); err != nil {
-		return fmt.Errorf("decode stored outcome of %s: %w", ev.prep.IdempotencyKey, err)
+	if err := json.Unmarshal(stored, &orig); err != nil || orig.Status == "" {
+		if err == nil {
+			err = errors.New("no status")
+		}
+		p.corrupt(ev, fmt.Errorf("stored outcome of %s cannot be read: %w", ev.prep.IdempotencyKey, err))
+		return true
 	}
 	if orig.EventID == ev.outcome.EventID && orig.Source == ev.outcome.Source {
 		orig.TraceID = ev.outcome.TraceID
 		ev.outcome = orig
-		return nil
+		return false
 	}
 	ev.outcome.Status = StatusDuplicate
 	ev.outcome.Response = orig.Response
 	ev.outcome.Error = orig.Error
 	ev.outcome.RequestID = orig.RequestID
-	return nil
+	return false
+}
+
+// corrupt fails ev because its dedupe record in Redis is not one the worker wrote (or cannot be
+// read): retrying cannot help, and calling without dedupe could create a second order.
+func (p *Pipeline) corrupt(ev *event, err error) {
+	p.m.dedupe(context.Background(), "corrupt")
+	ev.outcome.Status = StatusFailed
+	ev.outcome.Error = &ErrorInfo{Kind: KindPlatform, Code: CodeDedupeCorrupt,
+		Msg: err.Error() + "; remove or repair the Redis key, then replay"}
 }
 
 // finish builds the result: the outcome record, and the dead-letter reason when dead.

@@ -266,6 +266,9 @@ func TestPipelineTransientFaultsRetried(t *testing.T) {
 	}
 	var retried bool
 	for i, id := range dispatch.ChannelIDs() {
+		if id == "icbu-trade" {
+			continue // a 5xx may have been executed there: ambiguous, not retried (ambiguity_test.go)
+		}
 		o, _ := f.process(f.message(id, seed(t, id), int64(i)))
 		if o.Status != dispatch.StatusSucceeded {
 			t.Fatalf("%s: status %s %+v, want succeeded after retries", id, o.Status, o.Error)

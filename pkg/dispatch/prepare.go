@@ -46,6 +46,9 @@ type spec struct {
 	id, method, topic string
 	session           bool
 	info              *structInfo
+	// dedupedBy names the request field(s) by which the platform deduplicates calls; "" when
+	// it has none.
+	dedupedBy string
 	// keyFromEvent: the default key is the envelope's event_id (the request
 	// carries no natural key); the simulator then keys on the request hash.
 	keyFromEvent bool

@@ -21,6 +21,10 @@ type Channel struct {
 	Topic string
 	// NeedsSession reports whether calls need a seller's session key.
 	NeedsSession bool
+	// DedupedBy names the request field(s) by which the platform itself deduplicates calls, e.g.
+	// "request_no"; "" when it has none (icbu-trade). Without one, a failed call that may have been
+	// executed cannot be repeated safely: its outcome is ambiguous.
+	DedupedBy string
 
 	spec *spec
 }
@@ -64,7 +68,7 @@ func NewRegistry(topics map[string]string) (*Registry, error) {
 		if other, dup := r.byTopic[topic]; dup {
 			return nil, fmt.Errorf("channels %s and %s both use topic %q", other.ID, s.id, topic)
 		}
-		c := &Channel{ID: s.id, Method: s.method, DefaultTopic: s.topic, Topic: topic, NeedsSession: s.session, spec: s}
+		c := &Channel{ID: s.id, Method: s.method, DefaultTopic: s.topic, Topic: topic, NeedsSession: s.session, DedupedBy: s.dedupedBy, spec: s}
 		r.channels = append(r.channels, c)
 		r.byID[c.ID] = c
 		r.byTopic[topic] = c

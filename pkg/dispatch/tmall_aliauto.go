@@ -18,6 +18,7 @@ var aliautoSpec = &spec{
 	method:    "tmall.aliauto.trade.external.order.sycn",
 	topic:     "orders.tmall-aliauto",
 	session:   false, // client.execute(req)
+	dedupedBy: "sync_single_order_req.idempotent_id",
 	info:      mustStructInfo(reflect.TypeFor[AliautoRequest]()),
 	interpret: interpretAliauto,
 }

@@ -148,7 +148,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, enviro
 	ready := make(chan string, 1)
 	g.Go(func() error {
 		defer simSrv.Close()
-		return serve(wctx, cfg, sessions, stderr, &hooks{ready: func(addr string) { ready <- addr }})
+		return serve(wctx, cfg, sessions, stderr, &hooks{ready: func(addr string) { ready <- addr }, emulatedRedis: true})
 	})
 
 	select {

@@ -8,10 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	_ "net/http/pprof" // E2E_PPROF
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +45,10 @@ const (
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
+		if addr := os.Getenv("E2E_PPROF"); addr != "" {
+			// Profiling a child worker while a test drives it: E2E_PPROF=127.0.0.1:6060.
+			go func() { _ = http.ListenAndServe(addr, nil) }()
+		}
 		main()
 		return
 	}
@@ -60,6 +67,7 @@ type e2e struct {
 
 	mu        sync.Mutex
 	successes map[string][]time.Time // "<method> <key>" → when the simulator answered success
+	calls     []time.Time            // when each gateway call arrived
 	// unrecorded turns recordSuccesses into a plain pass-through (benchmarks: it costs CPU).
 	unrecorded bool
 }
@@ -94,6 +102,11 @@ func (e *e2e) recordSuccesses(w http.ResponseWriter, r *http.Request) {
 	if e.unrecorded {
 		e.sim.ServeHTTP(w, r)
 		return
+	}
+	if r.URL.Path == "/router/rest" {
+		e.mu.Lock()
+		e.calls = append(e.calls, time.Now())
+		e.mu.Unlock()
 	}
 	body, _ := io.ReadAll(r.Body)
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -172,30 +185,41 @@ func (e *e2e) config(group string) Config {
 	return cfg
 }
 
-// environ renders cfg as the ORDERSYNC_* variables a child worker is configured with.
+// environ renders every key of cfg as the ORDERSYNC_* variables a child worker is configured with.
 func (e *e2e) environ(cfg Config) []string {
-	env := []string{
-		"ORDERSYNC_KAFKA_BROKERS=" + strings.Join(cfg.Kafka.Brokers, ","),
-		"ORDERSYNC_KAFKA_GROUP_ID=" + cfg.Kafka.GroupID,
-		"ORDERSYNC_KAFKA_MAX_WAIT=" + cfg.Kafka.MaxWait.String(),
-		"ORDERSYNC_KAFKA_COMMIT_INTERVAL=" + cfg.Kafka.CommitInterval.String(),
-		"ORDERSYNC_KAFKA_SESSION_TIMEOUT=" + cfg.Kafka.SessionTimeout.String(),
-		"ORDERSYNC_KAFKA_REBALANCE_TIMEOUT=" + cfg.Kafka.RebalanceTimeout.String(),
-		"ORDERSYNC_KAFKA_HEARTBEAT_INTERVAL=" + cfg.Kafka.HeartbeatInterval.String(),
-		"ORDERSYNC_REDIS_ADDRS=" + strings.Join(cfg.Redis.Addrs, ","),
-		"ORDERSYNC_TOP_GATEWAY_URL=" + cfg.Top.GatewayURL,
-		"ORDERSYNC_TOP_APP_KEY=" + cfg.Top.AppKey,
-		"ORDERSYNC_TOP_APP_SECRET=" + string(cfg.Top.AppSecret),
-		"ORDERSYNC_TOP_SESSIONS_FILE=" + cfg.Top.SessionsFile,
-		"ORDERSYNC_TOP_DEFAULT_SELLER=" + cfg.Top.DefaultSeller,
-		"ORDERSYNC_TOP_TIMEOUT=" + cfg.Top.Timeout.String(),
-		"ORDERSYNC_TOP_RETRY_INITIAL_INTERVAL=" + cfg.Top.Retry.InitialInterval.String(),
-		"ORDERSYNC_TOP_RETRY_MAX_INTERVAL=" + cfg.Top.Retry.MaxInterval.String(),
-		"ORDERSYNC_WORKER_LEASE=" + cfg.Worker.Lease.String(),
-		"ORDERSYNC_WORKER_MAX_IN_FLIGHT=" + strconv.Itoa(cfg.Worker.MaxInFlight),
-		"ORDERSYNC_WORKER_SHUTDOWN_TIMEOUT=" + cfg.Worker.ShutdownTimeout.String(),
-		"ORDERSYNC_HTTP_ADDR=" + cfg.HTTP.Addr,
+	var env []string
+	var walk func(path []string, v reflect.Value)
+	walk = func(path []string, v reflect.Value) {
+		switch {
+		case v.Type() == durationType:
+			env = append(env, envName(path)+"="+time.Duration(v.Int()).String())
+		case v.Kind() == reflect.Struct:
+			for i := range v.NumField() {
+				walk(append(slices.Clone(path), tagName(v.Type().Field(i))), v.Field(i))
+			}
+		case v.Kind() == reflect.Map:
+			for _, k := range v.MapKeys() {
+				walk(append(slices.Clone(path), k.String()), v.MapIndex(k))
+			}
+		case v.Kind() == reflect.Slice:
+			items := make([]string, v.Len())
+			for i := range items {
+				items[i] = v.Index(i).String()
+			}
+			env = append(env, envName(path)+"="+strings.Join(items, ","))
+		case v.Kind() == reflect.Bool:
+			env = append(env, envName(path)+"="+strconv.FormatBool(v.Bool()))
+		case v.Kind() == reflect.Int:
+			env = append(env, envName(path)+"="+strconv.FormatInt(v.Int(), 10))
+		case v.Kind() == reflect.Float64:
+			env = append(env, envName(path)+"="+strconv.FormatFloat(v.Float(), 'g', -1, 64))
+		case v.Kind() == reflect.String:
+			if v.String() != "" {
+				env = append(env, envName(path)+"="+v.String())
+			}
+		}
 	}
+	walk(nil, reflect.ValueOf(cfg))
 	return env
 }
 
@@ -281,6 +305,9 @@ func (e *e2e) startChild(cfg Config) *child {
 	e.t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-c.done
+		if e.t.Failed() && os.Getenv("E2E_LOGS") != "" {
+			e.t.Logf("worker logs:\n%s", c.logs.String())
+		}
 	})
 	return c
 }
@@ -456,6 +483,11 @@ func (e *e2e) checkDelivery(events []testEvent, got map[string][]dispatch.Outcom
 		default:
 			for _, o := range os {
 				want := ev.want
+				if len(crashes) > 0 && ev.channel == "icbu-trade" && o.Status == dispatch.StatusFailed && o.Error != nil && o.Error.Kind == dispatch.KindAmbiguous {
+					// A takeover after a kill: the platform does not deduplicate this API, so the
+					// new owner does not call again.
+					continue
+				}
 				if o.Status != want {
 					e.t.Errorf("event %s (%s): status %s (error %+v), want %s", ev.eventID, ev.channel, o.Status, o.Error, want)
 					bad++
@@ -470,6 +502,11 @@ func (e *e2e) checkDelivery(events []testEvent, got map[string][]dispatch.Outcom
 	defer e.mu.Unlock()
 	repeats := 0
 	for key, times := range e.successes {
+		if strings.HasPrefix(key, "alibaba.trade.order.create ") && len(times) > 1 {
+			// No platform-side idempotency: not even a crash may repeat a successful call.
+			e.t.Errorf("platform: %s succeeded %d times, want at most once even across crashes", key, len(times))
+			return
+		}
 		for i := 1; i < len(times); i++ {
 			straddles := false
 			for _, c := range crashes {
@@ -578,3 +615,118 @@ func (s *syncBuffer) String() string {
 }
 
 var _ io.Writer = (*syncBuffer)(nil)
+
+// callsBetween counts the gateway calls that arrived in [from, to).
+func (e *e2e) callsBetween(from, to time.Time) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, c := range e.calls {
+		if !c.Before(from) && c.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// stream publishes events from next at rate per second until stop is called, and returns them.
+func (e *e2e) stream(rate int, next func(i int) testEvent) (stop func() []testEvent) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan []testEvent, 1)
+	go func() {
+		var sent []testEvent
+		defer func() { done <- sent }()
+		const tick = 50 * time.Millisecond
+		per := max(rate*int(tick)/int(time.Second), 1)
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		for i := 0; ; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			batch := make([]testEvent, per)
+			for j := range batch {
+				batch[j] = next(i)
+				i++
+			}
+			msgs := make([]kafka.Message, len(batch))
+			for j, ev := range batch {
+				ch, _ := e.registry.ByID(ev.channel)
+				msgs[j] = kafka.Message{Topic: ch.Topic, Key: []byte(ev.key), Value: ev.value}
+			}
+			pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := e.broker.Produce(pctx, msgs...)
+			pcancel()
+			if err != nil {
+				e.t.Errorf("stream: %v", err)
+				return
+			}
+			sent = append(sent, batch...)
+		}
+	}()
+	return func() []testEvent {
+		cancel()
+		return <-done
+	}
+}
+
+// rssSample is one reading of a process's resident set size.
+type rssSample struct {
+	at  time.Time
+	kib int64
+}
+
+// rss samples a process's resident set size (VmRSS) every interval until stop; stop returns the
+// samples and the peak (VmHWM), in KiB.
+func rss(t testing.TB, pid int, interval time.Duration) (stop func() (samples []rssSample, peak int64)) {
+	read := func(field string) int64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return -1
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, field+":"); ok {
+				var kb int64
+				fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+				return kb
+			}
+		}
+		return -1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan []rssSample, 1)
+	go func() {
+		var samples []rssSample
+		tk := time.NewTicker(interval)
+		defer tk.Stop()
+		for {
+			if v := read("VmRSS"); v > 0 {
+				samples = append(samples, rssSample{at: time.Now(), kib: v})
+			}
+			select {
+			case <-ctx.Done():
+				done <- samples
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	return func() ([]rssSample, int64) {
+		peak := read("VmHWM")
+		cancel()
+		return <-done, peak
+	}
+}
+
+// peakBetween is the highest sample in [from, to).
+func peakBetween(samples []rssSample, from, to time.Time) int64 {
+	var p int64
+	for _, s := range samples {
+		if !s.at.Before(from) && s.at.Before(to) {
+			p = max(p, s.kib)
+		}
+	}
+	return p
+}

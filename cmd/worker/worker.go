@@ -107,6 +107,9 @@ type hooks struct {
 	ready func(httpAddr string)
 	// telemetry overrides the OpenTelemetry setup options (tests inject span exporters).
 	telemetry *telemetry.Options
+	// emulatedRedis skips the Redis start-up checks: dev mode's in-process Redis (miniredis)
+	// reports no server version or memory policy.
+	emulatedRedis bool
 }
 
 // serve runs the worker until ctx is cancelled, then shuts down in order within
@@ -157,13 +160,6 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 	if err != nil {
 		return err
 	}
-	// Optional: without it the first call per node falls back from EVALSHA to EVAL. Bounded, so
-	// an unreachable Redis delays start-up (and the health endpoints) by at most two seconds.
-	lctx, cancelLoad := context.WithTimeout(ctx, 2*time.Second)
-	if err := store.LoadScripts(lctx); err != nil {
-		log.Warn("preload dedupe scripts", "err", err)
-	}
-	cancelLoad()
 
 	registry, err := dispatch.NewRegistry(cfg.ChannelTopics())
 	if err != nil {
@@ -336,7 +332,19 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		})
 	}
 	g.Go(func() error {
-		err := cons.Run(gctx)
+		// The Redis start-up checks run behind the HTTP listener: while Redis is unreachable
+		// /healthz answers and /readyz says why; a Redis the worker must not use stops start-up.
+		var err error
+		if h.emulatedRedis {
+			if lerr := store.LoadScripts(gctx); lerr != nil {
+				log.Warn("preload dedupe scripts", "err", lerr)
+			}
+		} else if err = redisPreflight(gctx, store, cfg.Redis, log); gctx.Err() != nil {
+			err = nil // stopped before Redis answered
+		}
+		if err == nil {
+			err = cons.Run(gctx)
+		}
 		// The consumer has drained and committed: flush the producer, then stop HTTP.
 		sctx, cancel := shutdownCtx()
 		defer cancel()

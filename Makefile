@@ -9,10 +9,12 @@ FUZZTIME  ?= 50000x
 
 IMAGE     ?= ghcr.io/ordersync/ordersync
 
-# The Go modules: the worker, and the chart tests (their own module, so that k8s.io/api and friends stay
-# out of the worker's go.mod). lint and tidy-check cover both; test runs both.
-CHART_TESTS := test/chart
-MODULES     := . $(CHART_TESTS)
+# The Go modules: the worker; the chart tests (their own module, so that k8s.io/api and friends stay
+# out of the worker's go.mod); the Prometheus parser's checks of the chart's PromQL (their own module for
+# the same reason). lint and tidy-check cover all three; test runs all three.
+CHART_TESTS  := test/chart
+PROMQL_TESTS := tools/promql
+MODULES      := . $(CHART_TESTS) $(PROMQL_TESTS)
 
 .PHONY: all deps build test test-short fuzz bench lint tidy-check image static
 
@@ -27,10 +29,11 @@ build:
 deps:
 	@.ci/deps
 
-## test: every test of both modules, with the race detector, plus a short fuzz run per target.
+## test: every test of the three modules, with the race detector, plus a short fuzz run per target.
 test: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 	cd $(CHART_TESTS) && $(GO) test -race -count=1 -timeout 10m ./...
+	cd $(PROMQL_TESTS) && $(GO) test -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory static
 
@@ -66,7 +69,7 @@ lint: deps
 	done
 	$(MAKE) --no-print-directory tidy-check
 
-## tidy-check: fails when `go mod tidy` would change go.mod or go.sum of either module (prints the diff).
+## tidy-check: fails when `go mod tidy` would change go.mod or go.sum of any module (prints the diff).
 tidy-check:
 	@set -e; for m in $(MODULES); do \
 	  echo "go mod tidy -diff: $$m"; \

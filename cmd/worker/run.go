@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"strings"
 
@@ -22,6 +23,8 @@ commands:
   dev      everything on one machine: embedded Kafka, Redis and TOP simulator [--demo]
   topsim   the TOP gateway simulator alone: worker topsim --addr 127.0.0.1:18080 --app-key K --app-secret S
   replay   re-publish dead letters to their source topics [--dry-run] [--channel ID] [--event-id ID]
+  validate check events offline as the worker would: worker validate [--channel ID] FILE|- ...
+  schema   write the generated contract (AsyncAPI, JSON Schemas) to api/ [--dir DIR] [--check] [--print FILE]
   version  print the version
 
 Configuration: --config PATH (YAML) and ORDERSYNC_* environment variables; see configs/ordersync.yaml.
@@ -46,6 +49,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return runTopsim(ctx, args, reg, stdout)
 	case "replay":
 		return runReplay(ctx, args, stdout, stderr, environ)
+	case "validate":
+		return runValidate(args, os.Stdin, stdout, stderr)
+	case "schema":
+		return runSchema(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "ordersync %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil

@@ -61,7 +61,7 @@ func newInstruments(m metric.Meter, c *Consumer) (*instruments, error) {
 	if err != nil {
 		return nil, err
 	}
-	paused, err := m.Int64ObservableGauge("ordersync.intake.paused", metric.WithUnit("1"),
+	paused, err := m.Int64ObservableGauge("ordersync.intake.paused", metric.WithUnit("{pause}"), // not "1": that adds _ratio
 		metric.WithDescription("1 while intake is paused for the reason (ban, circuit_open, credentials, unwritable), 0 otherwise."))
 	if err != nil {
 		return nil, err

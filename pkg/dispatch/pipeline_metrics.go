@@ -42,7 +42,7 @@ func (pm *pipelineMetrics) init(m metric.Meter, breakers []*breaker) error {
 		metric.WithDescription("Dedupe claim results: claimed, duplicate, in_progress, conflict.")); err != nil {
 		return err
 	}
-	circuit, err := m.Int64ObservableGauge("ordersync.gateway.circuit_state", metric.WithUnit("1"),
+	circuit, err := m.Int64ObservableGauge("ordersync.gateway.circuit_state", metric.WithUnit("{state}"), // not "1": that adds _ratio
 		metric.WithDescription("State of each gateway's circuit breaker: 0 closed, 1 half-open, 2 open."))
 	if err != nil {
 		return err

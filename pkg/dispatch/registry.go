@@ -140,3 +140,13 @@ func (r *Registry) CheckParams(method string, params map[string]string) (key str
 	}
 	return c.checkParams(params)
 }
+
+// Params lists the names of the channel's top-level business parameters (the members of an
+// event's request), in the API page's order.
+func (c *Channel) Params() []string {
+	names := make([]string, len(c.spec.info.fields))
+	for i, f := range c.spec.info.fields {
+		names[i] = f.name
+	}
+	return names
+}

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ordersync/ordersync/pkg/consumer"
 )
 
 // envPrefix starts every environment variable that overrides a configuration key. Every variable with
@@ -103,8 +105,12 @@ type KafkaConfig struct {
 	SessionTimeout    time.Duration `yaml:"session_timeout"`    // default 30s
 	RebalanceTimeout  time.Duration `yaml:"rebalance_timeout"`  // default 30s
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"` // default 3s
-	TLS               KafkaTLS      `yaml:"tls"`
-	SASL              KafkaSASL     `yaml:"sasl"`
+	// MaxRecordBytes is the largest record the worker writes (an outcome or a dead letter) and the
+	// producer's batch limit; at least 16384. Larger dead letters are reduced and larger responses
+	// cut. Must not exceed the results and DLQ topics' max.message.bytes (checked at start-up).
+	MaxRecordBytes int       `yaml:"max_record_bytes"` // default 1048576 (1 MiB)
+	TLS            KafkaTLS  `yaml:"tls"`
+	SASL           KafkaSASL `yaml:"sasl"`
 }
 
 // KafkaTLS is `kafka.tls`. CAFile "" means the system roots; CertFile and KeyFile go together (mutual TLS).
@@ -247,6 +253,7 @@ func defaultConfig() Config {
 			SessionTimeout:    30 * time.Second,
 			RebalanceTimeout:  30 * time.Second,
 			HeartbeatInterval: 3 * time.Second,
+			MaxRecordBytes:    1 << 20,
 		},
 		Redis: RedisConfig{
 			Addrs:       []string{"localhost:6379"},
@@ -728,6 +735,9 @@ func (c Config) validate(requireSecrets bool) error {
 	positive("kafka.heartbeat_interval", k.HeartbeatInterval)
 	if k.HeartbeatInterval >= k.SessionTimeout && k.SessionTimeout > 0 {
 		bad("kafka.heartbeat_interval", "must be shorter than kafka.session_timeout")
+	}
+	if k.MaxRecordBytes < consumer.MinRecordBytes {
+		bad("kafka.max_record_bytes", "must be ≥ %d (room for a reduced dead letter)", consumer.MinRecordBytes)
 	}
 	if k.TLS.Enabled {
 		file("kafka.tls.ca_file", k.TLS.CAFile)

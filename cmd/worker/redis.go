@@ -45,6 +45,14 @@ func newRedis(c RedisConfig) (redis.UniversalClient, error) {
 	if len(c.Addrs) != 1 || c.MasterName != "" || c.DB != 0 {
 		return redis.NewUniversalClient(opts), nil
 	}
+	if opts.TLSConfig != nil && opts.TLSConfig.ServerName == "" {
+		// go-redis builds a map from ClusterSlots with no origin and then replaces a loopback node
+		// host with the origin's — the empty host — so TLS would have no name to verify. Verify
+		// the seed's name: it is the one node of a single Redis, and the name a managed Cluster's
+		// certificate (a wildcard over its nodes) covers.
+		host, _, _ := net.SplitHostPort(c.Addrs[0])
+		opts.TLSConfig.ServerName = host
+	}
 	copts := opts.Cluster()
 	copts.ClusterSlots = seedSlots(&redis.Options{
 		Addr:                  c.Addrs[0],

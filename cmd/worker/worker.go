@@ -201,6 +201,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		Lease:           cfg.Worker.Lease,
 		Retention:       cfg.Worker.Retention,
 		MaxMessageBytes: cfg.Worker.MaxMessageBytes,
+		MaxRecordBytes:  cfg.Kafka.MaxRecordBytes,
 		Retry: dispatch.Retry{
 			InitialInterval:     cfg.Top.Retry.InitialInterval,
 			Multiplier:          cfg.Top.Retry.Multiplier,
@@ -228,6 +229,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		// Concurrent events are batched together; the 1s default would add a second to each.
 		BatchTimeout: 2 * time.Millisecond,
 		BatchSize:    500,
+		BatchBytes:   int64(cfg.Kafka.MaxRecordBytes),
 		WriteTimeout: 10 * time.Second,
 		MaxAttempts:  3,
 		Transport:    transport,
@@ -244,6 +246,8 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		Topics:            registry.Topics(),
 		Writer:            writer,
 		DeadLetterTopic:   cfg.Kafka.DLQTopic,
+		MaxRecordBytes:    cfg.Kafka.MaxRecordBytes,
+		PauseReasons:      dispatch.PauseReasons,
 		Dialer:            dialer,
 		Transport:         transport,
 		ProbeInterval:     cfg.Worker.ProbeInterval,
@@ -341,6 +345,11 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 			}
 		} else if err = redisPreflight(gctx, store, cfg.Redis, log); gctx.Err() != nil {
 			err = nil // stopped before Redis answered
+		}
+		if err == nil {
+			if err = kafkaPreflight(gctx, dialer, transport, cfg, log); gctx.Err() != nil {
+				err = nil // stopped before the brokers answered
+			}
 		}
 		if err == nil {
 			err = cons.Run(gctx)

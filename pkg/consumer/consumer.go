@@ -64,6 +64,9 @@ type Config struct {
 	// RampStep is the time between waves of parked messages resuming after a pause (1, 2, 4, ...
 	// messages per wave). Default: 250ms.
 	RampStep time.Duration
+	// PauseReasons are the Pause.Reason values the processor uses; the paused gauge reports each
+	// (0 or 1) from the start, with the consumer's own "unwritable".
+	PauseReasons []string
 	// LagInterval is how often the partitions' high watermarks are asked of the brokers, so that
 	// lag keeps growing while fetching stands still. Default: 5s.
 	LagInterval time.Duration
@@ -217,6 +220,9 @@ func New(cfg Config, proc Processor) (*Consumer, error) {
 		parts:  make(map[partitionID]*partition),
 	}
 	c.gates = newGates(c)
+	for _, r := range append(cfg.PauseReasons, "unwritable") {
+		c.gates.reasons[r] = true
+	}
 	m, err := newInstruments(cfg.MeterProvider.Meter("github.com/ordersync/ordersync/pkg/consumer"), c)
 	if err != nil {
 		return nil, fmt.Errorf("consumer: metrics: %w", err)

@@ -169,6 +169,9 @@ func (f *fetcher) decode(batches []protocol.RecordReader) error {
 	return nil // what was decoded before a bad record goes out; the next fetch meets it again
 }
 
+// buffered reports whether records of the last response wait to be handed out.
+func (f *fetcher) buffered() bool { return f.head < len(f.queue) }
+
 // nextMessage returns the next queued record, or io.EOF when the last response is used up.
 func (f *fetcher) nextMessage() (kafka.Message, error) {
 	if f.head == len(f.queue) {

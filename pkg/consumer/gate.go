@@ -88,8 +88,8 @@ type admission int
 
 const (
 	admitted  admission = iota
-	paused              // a closed or probing gate: fetch nothing of the topic
-	throttled           // a ramping gate at its bound: wait for a message of the topic to finish
+	paused             // a closed gate: fetch nothing of the topic
+	waiting            // another message probes, or a ramping gate is at its bound: wait, keep what was fetched
 )
 
 // admit decides whether one more message of topic may be fetched and processed now. When it may,
@@ -112,12 +112,12 @@ func (gs *gates) admit(topic string) (tk ticket, a admission, changed <-chan str
 			return ticket{}, paused, gs.changed
 		case gateProbing:
 			if g.probe != nil || probe != nil {
-				return ticket{}, paused, gs.changed
+				return ticket{}, waiting, gs.changed
 			}
 			probe = g
 		case gateRamping:
 			if g.inflight >= g.limit {
-				return ticket{}, throttled, gs.changed
+				return ticket{}, waiting, gs.changed
 			}
 			ramps = append(ramps, g)
 		}
@@ -129,6 +129,23 @@ func (gs *gates) admit(topic string) (tk ticket, a admission, changed <-chan str
 		probe.probe = probePending
 	}
 	return ticket{probe: probe, ramps: ramps}, admitted, nil
+}
+
+// fetchable reports whether topic may be fetched (no closed gate covers it), and the channel
+// that is closed at the next change. Fetching while a gate probes or ramps is allowed: a message
+// must be in hand to be admitted as the probe, and admission bounds what is dispatched.
+func (gs *gates) fetchable(topic string) (bool, <-chan struct{}) {
+	if gs.n.Load() == 0 {
+		return true, nil
+	}
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	for _, g := range gs.byScope {
+		if g.state == gateClosed && g.covers(topic) {
+			return false, gs.changed
+		}
+	}
+	return true, gs.changed
 }
 
 // claim binds an admitted ticket to its task (a probe gate learns its probe).

@@ -97,13 +97,10 @@ func (p *partition) fetchLoop(gctx context.Context) {
 			f.seek(at)
 			buffered = false
 		}
-		tk, a, changed := c.gates.admit(p.topic)
-		if a != admitted {
-			if a == paused && buffered {
-				// Hold no records through a pause: fetch them again afterwards.
-				f.drop()
-				buffered = false
-			}
+		if ok, changed := c.gates.fetchable(p.topic); !ok {
+			// Hold no records through a pause: fetch them again afterwards.
+			f.drop()
+			buffered = false
 			select {
 			case <-changed:
 				continue
@@ -113,7 +110,6 @@ func (p *partition) fetchLoop(gctx context.Context) {
 		}
 		if !buffered {
 			if !c.waitSlot(gctx) {
-				c.gates.unadmit(tk)
 				return
 			}
 			// Ask for about as many records as there are free slots: fetch-ahead stays near the
@@ -121,7 +117,6 @@ func (p *partition) fetchLoop(gctx context.Context) {
 			room := cap(c.slots) - len(c.slots)
 			hwm, err := f.fetch(gctx, c.cfg.MinBytes, f.fetchBytes(room, c.cfg.MaxBytes), c.cfg.MaxWait)
 			if err != nil {
-				c.gates.unadmit(tk)
 				if gctx.Err() != nil {
 					return
 				}
@@ -140,7 +135,24 @@ func (p *partition) fetchLoop(gctx context.Context) {
 			}
 			retry.Reset()
 			p.hwm.Store(hwm)
+			if !f.buffered() {
+				continue // nothing new within MaxWait
+			}
 			buffered = true
+		}
+		// A record in hand: may it go now? (no gate; or as the probe; or within a ramp)
+		tk, a, changed := c.gates.admit(p.topic)
+		if a != admitted {
+			if a == paused {
+				f.drop()
+				buffered = false
+			}
+			select {
+			case <-changed:
+				continue
+			case <-gctx.Done():
+				return
+			}
 		}
 		if err := c.acquire(gctx); err != nil {
 			c.gates.unadmit(tk)

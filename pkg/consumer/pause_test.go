@@ -295,3 +295,31 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Regression: while a pause probed, an idle partition's fetch loop took the probe, found nothing
+// within MaxWait, gave it back and took it again at once, so the partition holding the paused
+// message waited tens of seconds for its turn. A probe now goes only to a loop with a record in
+// hand.
+func TestProbeGoesToAPartitionWithAMessage(t *testing.T) {
+	h := newHarness(t, 8)
+	msgs := []kafka.Message{{Topic: inTopic, Key: []byte("only"), Value: []byte("1")}}
+	if err := h.broker.Produce(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	var paused atomic.Bool
+	e := newEcho()
+	p := consumer.ProcessorFunc(func(ctx context.Context, m kafka.Message) (consumer.Result, error) {
+		if paused.CompareAndSwap(false, true) {
+			return consumer.Result{}, &consumer.Pause{Scope: "ban app test", Reason: "ban", Until: time.Now().Add(200 * time.Millisecond), Err: errors.New("banned")}
+		}
+		return e.Process(ctx, m)
+	})
+	cfg := h.config("g-probe-idle")
+	cfg.MaxWait = 20 * time.Millisecond // idle partitions come back often
+	start := time.Now()
+	h.start(cfg, p)
+	h.waitOutputs(1)
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("the paused message finished after %s, want soon after its 200ms pause", d)
+	}
+}

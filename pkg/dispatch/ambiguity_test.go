@@ -2,11 +2,13 @@ package dispatch_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ordersync/ordersync/pkg/consumer"
 	"github.com/ordersync/ordersync/pkg/dedupe"
 	"github.com/ordersync/ordersync/pkg/dispatch"
 	"github.com/ordersync/ordersync/pkg/topapi"
@@ -213,5 +215,39 @@ func TestPipelineAnswerThatArrivedIsStored(t *testing.T) {
 	}
 	if s := f.sim.Stats(); s.Total != 1 {
 		t.Errorf("platform called %d times, want 1", s.Total)
+	}
+}
+
+// Regression: a gateway answer of several MiB was embedded whole in the outcome (and stored in
+// Redis), so its record could never be published and every redelivery replayed the wedge.
+func TestPipelineLargeResponseIsCutToFit(t *testing.T) {
+	// 3 MiB: a memo of "é\"x" over and over (a quote to escape, two bytes of UTF-8).
+	huge := `{"alibaba_omni_saas_order_create_response":{"trade_no":1,"memo":"` + strings.Repeat(`é\"x`, 3<<20/5) + `"}}`
+	url, _ := fixedGateway(t, 200, huge)
+	const limit = 256 << 10
+	f := newFixture(t, func(c *dispatch.PipelineConfig) {
+		withGateway(t, url)(c)
+		c.MaxRecordBytes = limit
+	})
+	o, res := f.process(f.message("omni-saas", seed(t, "omni-saas"), 1))
+	if o.Status != dispatch.StatusSucceeded || !o.ResponseTruncated {
+		t.Fatalf("outcome %s, response_truncated %v; want succeeded with the response cut", o.Status, o.ResponseTruncated)
+	}
+	if n := consumer.RecordSize(res.Records[0]); n > limit {
+		t.Errorf("outcome record of %d bytes, want ≤ %d", n, limit)
+	}
+	var s string
+	if err := json.Unmarshal(o.Response, &s); err != nil || !strings.HasPrefix(s, `{"trade_no":1,"memo":"é\"x`) {
+		t.Errorf("cut response %.60q (%v), want a JSON string holding the answer's start", o.Response, err)
+	}
+	small := res.Fallback()
+	var fb dispatch.Outcome
+	if err := json.Unmarshal(small[0].Value, &fb); err != nil || fb.Response != nil || !fb.ResponseTruncated || fb.Status != o.Status {
+		t.Errorf("fallback %s (%v), want the outcome without its response", small[0].Value, err)
+	}
+	// The stored outcome is the cut one: a re-send replays it as it was published.
+	dup, _ := f.process(f.message("omni-saas", seed(t, "omni-saas"), 2))
+	if dup.Status != dispatch.StatusDuplicate || string(dup.Response) != string(o.Response) {
+		t.Errorf("re-sent: %s with a response of %d bytes, want a duplicate replaying the cut one", dup.Status, len(dup.Response))
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ordersync/ordersync/pkg/consumer"
 )
 
 // The AsyncAPI 3.0 document of the worker: every channel topic (default names), the results and
@@ -24,13 +26,6 @@ const (
 	defaultGroupID     = "ordersync"
 	traceparentPattern = `^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`
 	exampleTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-)
-
-// Dead-letter headers of DESIGN.md §4 that the pipeline does not write yet (a reduced dead
-// letter); when it does, use its constants here.
-const (
-	headerValueBytes     = "ordersync-value-bytes"
-	headerValueTruncated = "ordersync-value-truncated"
 )
 
 // traceHeaders are the W3C trace context headers, continued from the input and written on every
@@ -184,8 +179,8 @@ func asyncAPIDocument() ([]byte, error) {
 			kv{HeaderSourceTopic, obj{{"description", "Topic of the original record; worker replay re-publishes there."}, {"type", "string"}}},
 			kv{HeaderSourcePartition, obj{{"description", "Partition of the original record (decimal)."}, {"type", "string"}, {"pattern", "^[0-9]+$"}}},
 			kv{HeaderSourceOffset, obj{{"description", "Offset of the original record (decimal)."}, {"type", "string"}, {"pattern", "^[0-9]+$"}}},
-			kv{headerValueBytes, obj{{"description", "Set on a reduced dead letter: the size of the original value in bytes (decimal)."}, {"type", "string"}, {"pattern", "^[0-9]+$"}}},
-			kv{headerValueTruncated, obj{{"description", "Set on a reduced dead letter: the value was truncated or dropped to fit the message limit; worker replay re-reads it from the source offset."}, {"type", "string"}, {"const", "true"}}},
+			kv{consumer.HeaderValueBytes, obj{{"description", "Set on a reduced dead letter: the size of the original value in bytes (decimal)."}, {"type", "string"}, {"pattern", "^[0-9]+$"}}},
+			kv{consumer.HeaderValueTruncated, obj{{"description", "Set on a reduced dead letter: the value was truncated or dropped to fit the message limit; worker replay re-reads it from the source offset."}, {"type", "string"}, {"const", "true"}}},
 		)},
 	})
 	messages.set("outcome", obj{
@@ -206,7 +201,7 @@ func asyncAPIDocument() ([]byte, error) {
 		{"summary", "A rejected event, or one that failed with kind exhausted, auth or ambiguous: the original record."},
 		{"description", "The original key and value, byte for byte (a rejected value need not be valid JSON). " +
 			"A dead letter that would not fit the producer's or broker's message limit is reduced: its value truncated or dropped, " +
-			"with headers " + headerValueBytes + " and " + headerValueTruncated + "."},
+			"with headers " + consumer.HeaderValueBytes + " and " + consumer.HeaderValueTruncated + "."},
 		{"headers", obj{{"$ref", "#/components/schemas/DeadLetterHeaders"}}},
 		{"payload", obj{{"description", "The original message value."}}},
 		{"bindings", obj{{"kafka", obj{

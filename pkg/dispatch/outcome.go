@@ -79,13 +79,16 @@ type Outcome struct {
 	// Response is the API's inner response object, byte for byte (large ids
 	// keep every digit). If it is not valid JSON it is written as a JSON
 	// string instead, so an outcome can always be encoded.
-	Response    json.RawMessage `json:"response,omitempty"`
-	Error       *ErrorInfo      `json:"error,omitempty"`
-	RequestID   string          `json:"request_id,omitempty"`
-	Source      Source          `json:"source"`
-	ReceivedAt  time.Time       `json:"received_at"`
-	CompletedAt time.Time       `json:"completed_at"`
-	TraceID     string          `json:"trace_id,omitempty"`
+	Response json.RawMessage `json:"response,omitempty"`
+	// ResponseTruncated says Response was too large for the results topic: it holds the start of
+	// the answer as a JSON string, or nothing.
+	ResponseTruncated bool       `json:"response_truncated,omitempty"`
+	Error             *ErrorInfo `json:"error,omitempty"`
+	RequestID         string     `json:"request_id,omitempty"`
+	Source            Source     `json:"source"`
+	ReceivedAt        time.Time  `json:"received_at"`
+	CompletedAt       time.Time  `json:"completed_at"`
+	TraceID           string     `json:"trace_id,omitempty"`
 }
 
 // MarshalJSON encodes o as described on [Outcome].

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,7 +104,10 @@ type PipelineConfig struct {
 	Retention time.Duration
 	// MaxMessageBytes bounds an event's value. Default DefaultMaxBytes (1 MiB).
 	MaxMessageBytes int
-	Retry           Retry
+	// MaxRecordBytes bounds an outcome record (consumer.RecordSize): a response that would not
+	// fit is cut (Outcome.ResponseTruncated), in the stored outcome too. Default 1 MiB.
+	MaxRecordBytes int
+	Retry          Retry
 	// InProgressPoll is how often a key that another worker holds is checked. Default 250ms.
 	InProgressPoll time.Duration
 	// StoreTimeout bounds storing the outcome of a call the platform answered. It runs on a
@@ -165,6 +169,9 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	}
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = DefaultMaxBytes
+	}
+	if cfg.MaxRecordBytes <= 0 {
+		cfg.MaxRecordBytes = 1 << 20
 	}
 	r := &cfg.Retry
 	if r.InitialInterval <= 0 {
@@ -577,6 +584,9 @@ func (p *Pipeline) pause(rt *route, ch *Channel, err error) *consumer.Pause {
 	return nil
 }
 
+// PauseReasons are the reasons of the pauses Process returns (consumer.Pause.Reason).
+var PauseReasons = []string{"ban", "circuit_open", "credentials"}
+
 // circuitError is a call not made because its gateway's circuit is open.
 type circuitError struct{ probeAt time.Time }
 
@@ -664,7 +674,7 @@ func (p *Pipeline) renew(ctx context.Context, key dedupe.Key, owner string, toke
 // which finds the key done or in progress.
 func (p *Pipeline) complete(ctx context.Context, key dedupe.Key, owner string, token int64, ev *event) error {
 	ev.outcome.CompletedAt = p.cfg.Now().UTC()
-	body, err := json.Marshal(ev.outcome)
+	body, err := p.encode(&ev.outcome)
 	if err != nil {
 		return fmt.Errorf("encode outcome: %w", err)
 	}
@@ -756,18 +766,37 @@ func (p *Pipeline) finish(ctx context.Context, ev *event, dead bool) consumer.Re
 	body := ev.encoded
 	if body == nil {
 		var err error
-		if body, err = json.Marshal(o); err != nil {
+		if body, err = p.encode(o); err != nil {
 			// Only an unencodable response could do this; keep the outcome without it.
 			o.Response = nil
 			body, _ = json.Marshal(o)
 		}
 	}
-	res := consumer.Result{Records: []kafka.Message{{
-		Topic:   p.cfg.ResultsTopic,
-		Key:     []byte(key),
-		Value:   body,
-		Headers: []kafka.Header{{Key: HeaderChannel, Value: []byte(o.Channel)}},
-	}}}
+	record := func(value []byte) []kafka.Message {
+		return []kafka.Message{{
+			Topic:   p.cfg.ResultsTopic,
+			Key:     []byte(key),
+			Value:   value,
+			Headers: []kafka.Header{{Key: HeaderChannel, Value: []byte(o.Channel)}},
+		}}
+	}
+	res := consumer.Result{
+		Records: record(body),
+		// What the consumer publishes instead when the broker refuses the outcome for good: the
+		// same outcome without its response and with short error texts.
+		Fallback: func() []kafka.Message {
+			small := *o
+			small.ResponseTruncated = small.ResponseTruncated || len(small.Response) > 0
+			small.Response = nil
+			if small.Error != nil {
+				e := *small.Error
+				e.Msg, e.SubMsg = cut(e.Msg, 512), cut(e.SubMsg, 512)
+				small.Error = &e
+			}
+			b, _ := json.Marshal(small)
+			return record(b)
+		},
+	}
 	if dead {
 		res.DeadLetter = "dead letter"
 		if o.Error != nil {
@@ -792,6 +821,51 @@ func (p *Pipeline) finish(ctx context.Context, ev *event, dead bool) consumer.Re
 	p.log.InfoContext(ctx, "outcome", attrs...)
 	p.m.outcome(ctx, o.Channel, o.Status)
 	return res
+}
+
+// recordOverhead is what an outcome record takes besides its value: the key (an idempotency key
+// of up to 256 characters), the trace and channel headers, the record's framing.
+const recordOverhead = 4 << 10
+
+// encode is o's JSON, fitted to MaxRecordBytes: a response too large is cut to a JSON string of
+// its start, or dropped, and ResponseTruncated says so; error texts too long are cut.
+func (p *Pipeline) encode(o *Outcome) ([]byte, error) {
+	body, err := json.Marshal(o)
+	limit := p.cfg.MaxRecordBytes - recordOverhead
+	if err != nil || len(body) <= limit {
+		return body, err
+	}
+	if o.Error != nil {
+		e := *o.Error
+		e.Msg, e.SubMsg = cut(e.Msg, 4<<10), cut(e.SubMsg, 4<<10)
+		o.Error = &e
+	}
+	raw := o.Response
+	if len(raw) > 0 {
+		o.ResponseTruncated = true
+	}
+	// Escaping a cut response as a JSON string can make it longer; shrink until it fits.
+	for n := limit - (len(body) - len(raw)); n > 64 && len(raw) > 0; {
+		s, err := json.Marshal(strings.ToValidUTF8(string(raw[:min(n, len(raw))]), ""))
+		if err != nil {
+			break
+		}
+		o.Response = s
+		if body, err = json.Marshal(o); err == nil && len(body) <= limit {
+			return body, nil
+		}
+		n -= max(len(body)-limit, n/8)
+	}
+	o.Response = nil
+	return json.Marshal(o)
+}
+
+// cut returns s shortened to at most n bytes, on a UTF-8 boundary, marked with "…".
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n-3], "") + "…"
 }
 
 // lenientEventID digs event_id out of a value that failed validation, for the outcome.

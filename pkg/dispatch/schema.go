@@ -337,25 +337,10 @@ func withDescription(ref obj, desc string) obj {
 }
 
 // errorKinds lists every ErrorInfo.Kind.
-//
-// "ambiguous" (DESIGN.md §4) is written as a literal until the worker defines its constant; then
-// use KindAmbiguous here.
-var errorKinds = []string{KindValidation, KindConflict, KindPlatform, KindBusiness, KindExhausted, KindAuth, "ambiguous"}
+var errorKinds = []string{KindValidation, KindConflict, KindPlatform, KindBusiness, KindExhausted, KindAuth, KindAmbiguous}
 
 // statuses lists every Outcome.Status.
 var statuses = []string{StatusSucceeded, StatusFailed, StatusRejected, StatusDuplicate}
-
-// pendingOutcomeFields are outcome fields of DESIGN.md §4 that the Outcome type does not have
-// yet; the schema adds each after the field named by after unless the type already has it.
-var pendingOutcomeFields = []struct {
-	name, after string
-	schema      obj
-}{
-	{"response_truncated", "response", obj{
-		{"description", "true when response was truncated to fit the results topic's message limit."},
-		{"type", "boolean"},
-	}},
-}
 
 // outcomeFieldDocs annotates the Outcome's JSON fields; a test checks that every name is one.
 func outcomeFieldDocs() map[string]obj {
@@ -373,29 +358,30 @@ func outcomeFieldDocs() map[string]obj {
 	channels = append(channels, "")
 	methods = append(methods, "")
 	return map[string]obj{
-		"schema":          {{"description", "The outcome format and its version."}, {"const", Schema}},
-		"event_id":        {{"description", "The event's event_id; empty when it could not be read."}},
-		"channel":         {{"description", "The channel of the consumed topic; empty when no enabled channel consumes it."}, {"enum", channels}},
-		"method":          {{"description", "The channel's TOP API method; empty with channel."}, {"enum", methods}},
-		"idempotency_key": {{"description", "The idempotency key (the record's key, too); empty when none could be derived (the key is then event_id)."}},
-		"status":          {{"description", "succeeded, failed, rejected (never sent) or duplicate (the key completed before; response and error replay the original)."}, {"enum", anySlice(statuses)}},
-		"attempts":        {{"description", "Gateway calls made for this event."}, {"minimum", 0}},
-		"response":        {{"description", "The API's response object (inside <method>_response), ids intact; a JSON string when the platform's answer was not valid JSON."}},
-		"error":           {{"description", "Why the event failed or was rejected."}},
-		"request_id":      {{"description", "The TOP request id, when the platform gave one."}},
-		"source":          {{"description", "The consumed record."}},
-		"received_at":     {{"description", "When the worker took the event (RFC 3339, nanoseconds, UTC)."}},
-		"completed_at":    {{"description", "When the outcome was decided (RFC 3339, nanoseconds, UTC)."}},
-		"trace_id":        {{"description", "The W3C trace id of the event's processing span."}, {"pattern", traceIDPattern}},
-		"kind":            {{"description", "validation, conflict, platform, business, exhausted, auth or ambiguous."}, {"enum", anySlice(errorKinds)}},
-		"code":            {{"description", "The platform's error code, or the worker's: missing, invalid, unknown-channel, missing-session, conflict, internal."}},
-		"msg":             {{"description", "What went wrong; for validation, the JSON path and the reason (request.store_id: required)."}},
-		"sub_code":        {{"description", "The platform's sub-code (isv.*, isp.*)."}},
-		"sub_msg":         {{"description", "The platform's sub-message."}},
-		"retryable":       {{"description", "Whether the platform error was transient."}},
-		"topic":           {{"description", "Topic of the consumed record."}},
-		"partition":       {{"minimum", 0}},
-		"offset":          {{"minimum", 0}},
+		"schema":             {{"description", "The outcome format and its version."}, {"const", Schema}},
+		"event_id":           {{"description", "The event's event_id; empty when it could not be read."}},
+		"channel":            {{"description", "The channel of the consumed topic; empty when no enabled channel consumes it."}, {"enum", channels}},
+		"method":             {{"description", "The channel's TOP API method; empty with channel."}, {"enum", methods}},
+		"idempotency_key":    {{"description", "The idempotency key (the record's key, too); empty when none could be derived (the key is then event_id)."}},
+		"status":             {{"description", "succeeded, failed, rejected (never sent) or duplicate (the key completed before; response and error replay the original)."}, {"enum", anySlice(statuses)}},
+		"attempts":           {{"description", "Gateway calls made for this event."}, {"minimum", 0}},
+		"response":           {{"description", "The API's response object (inside <method>_response), ids intact; a JSON string when the platform's answer was not valid JSON or was cut to fit (see response_truncated)."}},
+		"response_truncated": {{"description", "true when response was too large for the results topic's record limit: it holds the start of the answer as a JSON string, or is absent."}},
+		"error":              {{"description", "Why the event failed or was rejected."}},
+		"request_id":         {{"description", "The TOP request id, when the platform gave one."}},
+		"source":             {{"description", "The consumed record."}},
+		"received_at":        {{"description", "When the worker took the event (RFC 3339, nanoseconds, UTC)."}},
+		"completed_at":       {{"description", "When the outcome was decided (RFC 3339, nanoseconds, UTC)."}},
+		"trace_id":           {{"description", "The W3C trace id of the event's processing span."}, {"pattern", traceIDPattern}},
+		"kind":               {{"description", "validation, conflict, platform, business, exhausted, auth or ambiguous."}, {"enum", anySlice(errorKinds)}},
+		"code":               {{"description", "The platform's error code, or the worker's: missing, invalid, unknown-channel, missing-session, conflict, internal, dedupe-corrupt, taken-over."}},
+		"msg":                {{"description", "What went wrong; for validation, the JSON path and the reason (request.store_id: required)."}},
+		"sub_code":           {{"description", "The platform's sub-code (isv.*, isp.*)."}},
+		"sub_msg":            {{"description", "The platform's sub-message."}},
+		"retryable":          {{"description", "Whether the platform error was transient."}},
+		"topic":              {{"description", "Topic of the consumed record."}},
+		"partition":          {{"minimum", 0}},
+		"offset":             {{"minimum", 0}},
 	}
 }
 
@@ -412,7 +398,7 @@ func anySlice(ss []string) []any {
 func outcomeSchema() (obj, error) {
 	docs := outcomeFieldDocs()
 	defs := obj{}
-	root, err := structSchema(reflect.TypeFor[Outcome](), docs, &defs, pendingOutcomeFields)
+	root, err := structSchema(reflect.TypeFor[Outcome](), docs, &defs)
 	if err != nil {
 		return nil, err
 	}
@@ -431,12 +417,8 @@ var (
 )
 
 // structSchema is the schema of a struct encoded by encoding/json: fields without omitempty are
-// required. Nested structs become $defs. Annotations come from docs by JSON name; pending fields
-// are added where the type lacks them.
-func structSchema(t reflect.Type, docs map[string]obj, defs *obj, pending []struct {
-	name, after string
-	schema      obj
-}) (obj, error) {
+// required. Nested structs become $defs. Annotations come from docs by JSON name.
+func structSchema(t reflect.Type, docs map[string]obj, defs *obj) (obj, error) {
 	props := obj{}
 	var required []string
 	for i := range t.NumField() {
@@ -465,7 +447,7 @@ func structSchema(t reflect.Type, docs map[string]obj, defs *obj, pending []stru
 		case ft.Kind() == reflect.Int, ft.Kind() == reflect.Int64:
 			s = obj{{"type", "integer"}}
 		case ft.Kind() == reflect.Struct:
-			sub, err := structSchema(ft, docs, defs, nil)
+			sub, err := structSchema(ft, docs, defs)
 			if err != nil {
 				return nil, err
 			}
@@ -490,16 +472,6 @@ func structSchema(t reflect.Type, docs map[string]obj, defs *obj, pending []stru
 			s.set(m.key, m.value)
 		}
 		props.set(name, append(desc, s...))
-	}
-	for _, p := range pending {
-		if _, ok := props.get(p.name); ok {
-			continue
-		}
-		i := slices.IndexFunc(props, func(m kv) bool { return m.key == p.after })
-		if i < 0 {
-			return nil, fmt.Errorf("%s: pending field %s goes after %s, which it does not have", t, p.name, p.after)
-		}
-		props = slices.Insert(props, i+1, kv{p.name, p.schema})
 	}
 	var o obj
 	o.set("type", "object")

@@ -1,9 +1,6 @@
 package dispatch
 
 import (
-	"encoding/json"
-	"reflect"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -37,39 +34,6 @@ func TestOutcomeSchemaDocsNameFields(t *testing.T) {
 	for name := range outcomeFieldDocs() {
 		if !names[name] {
 			t.Errorf("outcomeFieldDocs annotates %q, which the outcome does not have", name)
-		}
-	}
-}
-
-// When the Outcome type gains a pending field, the schema takes it from the type, once, in the
-// same place.
-func TestPendingOutcomeFieldFromType(t *testing.T) {
-	type later struct {
-		Response          json.RawMessage `json:"response,omitempty"`
-		ResponseTruncated bool            `json:"response_truncated,omitempty"`
-		Status            string          `json:"status"`
-	}
-	type now struct {
-		Response json.RawMessage `json:"response,omitempty"`
-		Status   string          `json:"status"`
-	}
-	order := func(typ reflect.Type) []string {
-		defs := obj{}
-		s, err := structSchema(typ, outcomeFieldDocs(), &defs, pendingOutcomeFields)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, _ := s.get("properties")
-		var names []string
-		for _, m := range p.(obj) {
-			names = append(names, m.key)
-		}
-		return names
-	}
-	want := []string{"response", "response_truncated", "status"}
-	for _, typ := range []reflect.Type{reflect.TypeFor[now](), reflect.TypeFor[later]()} {
-		if got := order(typ); !slices.Equal(got, want) {
-			t.Errorf("%s: properties %v, want %v", typ, got, want)
 		}
 	}
 }

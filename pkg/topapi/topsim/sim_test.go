@@ -52,7 +52,8 @@ func newSim(t testing.TB, mod func(*topsim.Config)) (*topsim.Sim, *httptest.Serv
 
 func newClient(t testing.TB, srv *httptest.Server, mod func(*topapi.Config)) *topapi.Client {
 	t.Helper()
-	cfg := topapi.Config{Gateway: srv.URL + "/router/rest", AppKey: appKey, AppSecret: appSecret}
+	// Short bans are waited out, as the worker configures it (top.max_ban_wait).
+	cfg := topapi.Config{Gateway: srv.URL + "/router/rest", AppKey: appKey, AppSecret: appSecret, MaxBanWait: time.Minute}
 	if mod != nil {
 		mod(&cfg)
 	}

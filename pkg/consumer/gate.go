@@ -87,7 +87,7 @@ var probePending = new(task)
 type admission int
 
 const (
-	admitted  admission = iota
+	admitted admission = iota
 	paused             // a closed gate: fetch nothing of the topic
 	waiting            // another message probes, or a ramping gate is at its bound: wait, keep what was fetched
 )

@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -126,4 +127,43 @@ func TestLagGrowsDuringStall(t *testing.T) {
 	before := lag()
 	h.produce(200, 10)
 	waitFor(t, 10*time.Second, func() bool { return lag() >= before+200 })
+}
+
+// ReadPartition (worker replay) streams the committed records up to the high watermark at its
+// start, also when the log ends with transaction markers, and stops there while producers go on.
+func TestReadPartitionStopsAtTheStartHighWatermark(t *testing.T) {
+	h := newHarness(t, 1)
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.broker.Addr()), kgo.TransactionalID("dlq-writer"), kgo.DefaultProduceTopic(inTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	h.produce(3, 3) // plain records 0..2
+	for _, commit := range []bool{true, false} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.FormatBool(commit))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	err = consumer.ReadPartition(ctx, consumer.ReadConfig{Brokers: []string{h.broker.Addr()}, Topic: inTopic, From: kafka.FirstOffset, To: kafka.LastOffset},
+		func(m kafka.Message) error {
+			got = append(got, string(m.Value))
+			if len(got) == 1 {
+				h.produce(2, 2) // written after the start: not read
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "0,1,2,true" {
+		t.Errorf("read %q, want the three plain records and the committed one, nothing aborted, no marker, nothing later", got)
+	}
 }

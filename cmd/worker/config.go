@@ -864,6 +864,11 @@ func (c Config) validate(requireSecrets bool) error {
 		bad("worker.max_in_flight", "must be ≥ 1")
 	}
 	positive("worker.shutdown_timeout", w.ShutdownTimeout)
+	if least := t.Timeout + storeTimeout + closeTimeout + time.Second; w.ShutdownTimeout > 0 && t.Timeout > 0 && w.ShutdownTimeout < least {
+		// A call sent just before the drain ends runs to top.timeout, its answer is stored, then
+		// the producer flushes: all within the shutdown.
+		bad("worker.shutdown_timeout", "must be ≥ top.timeout + 8s (%s), so an answer in transit at shutdown is stored", least)
+	}
 	if w.Lease < minLease {
 		// Renewed every third of it: a shorter lease can expire while a renewal is still on its way.
 		bad("worker.lease", "must be ≥ %s (the lease is renewed every third of it)", minLease)

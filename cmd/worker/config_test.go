@@ -542,6 +542,7 @@ func TestValidate(t *testing.T) {
 		{name: "breaker max open", change: func(c *Config) { c.Top.Breaker.MaxOpenFor = time.Second }, want: "top.breaker.max_open_for: must be ≥ top.breaker.open_for"},
 		{name: "breaker off ignores its keys", change: func(c *Config) { c.Top.Breaker = Breaker{} }, want: ""},
 		{name: "probe interval", change: func(c *Config) { c.Worker.MaxProbeInterval = time.Second }, want: "worker.max_probe_interval: must be ≥ worker.probe_interval"},
+		{name: "shutdown shorter than a call", change: func(c *Config) { c.Worker.ShutdownTimeout = 15 * time.Second }, want: "worker.shutdown_timeout: must be ≥ top.timeout + 8s (18s)"},
 		{name: "retention", change: func(c *Config) { c.Worker.Retention = 0 }, want: "worker.retention: must be > 0"},
 		{name: "retention shorter than lease", change: func(c *Config) { c.Worker.Retention = time.Second }, want: "worker.retention: must be ≥ worker.lease"},
 		{name: "max message bytes", change: func(c *Config) { c.Worker.MaxMessageBytes = 0 }, want: "worker.max_message_bytes: must be ≥ 1"},

@@ -108,6 +108,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, enviro
 	if err := os.WriteFile(cfg.Top.SessionsFile, []byte(devSeller+": "+devSession+"\n"), 0o600); err != nil {
 		return err
 	}
+	cfg.Top.Timeout = 2 * time.Second // the simulator is local
 	cfg.Worker.ShutdownTimeout = 10 * time.Second
 	httpLn, err := listen(*httpAddr)
 	if err != nil {

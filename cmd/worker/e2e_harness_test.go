@@ -179,7 +179,7 @@ func (e *e2e) config(group string) Config {
 	cfg.Top.Retry.MaxInterval = 100 * time.Millisecond
 	cfg.Top.Retry.MaxElapsedTime = 30 * time.Second
 	cfg.Worker.Lease = 3 * time.Second
-	cfg.Worker.ShutdownTimeout = 10 * time.Second
+	cfg.Worker.ShutdownTimeout = 15 * time.Second
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.Log.Format = "json"
 	return cfg

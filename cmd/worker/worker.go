@@ -30,6 +30,19 @@ import (
 	"github.com/ordersync/ordersync/pkg/topapi"
 )
 
+// The shutdown budget (worker.shutdown_timeout): in-flight events get what is left after a call
+// sent just before the drain ended (top.timeout: a sent call is not cut short, see topapi.Call),
+// storing its answer (storeTimeout) and flushing, committing and closing (closeTimeout).
+const (
+	storeTimeout = 5 * time.Second
+	closeTimeout = 2 * time.Second
+)
+
+// drainTimeout is how long in-flight events may run on after a revoke or SIGTERM.
+func drainTimeout(cfg Config) time.Duration {
+	return cfg.Worker.ShutdownTimeout - cfg.Top.Timeout - storeTimeout - closeTimeout
+}
+
 // reasonCredentials is the pause reason of refused credentials (see dispatch.Pipeline).
 const reasonCredentials = "credentials"
 
@@ -202,6 +215,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		Retention:       cfg.Worker.Retention,
 		MaxMessageBytes: cfg.Worker.MaxMessageBytes,
 		MaxRecordBytes:  cfg.Kafka.MaxRecordBytes,
+		StoreTimeout:    storeTimeout,
 		Retry: dispatch.Retry{
 			InitialInterval:     cfg.Top.Retry.InitialInterval,
 			Multiplier:          cfg.Top.Retry.Multiplier,
@@ -262,8 +276,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		HeartbeatInterval: cfg.Kafka.HeartbeatInterval,
 		MaxInFlight:       cfg.Worker.MaxInFlight,
 		RedactKey:         telemetry.MaskPhone,
-		// Leave a quarter of the shutdown budget for flushing, committing and closing.
-		DrainTimeout:   cfg.Worker.ShutdownTimeout * 3 / 4,
+		DrainTimeout:   drainTimeout(cfg),
 		Logger:         log,
 		TracerProvider: tp,
 		MeterProvider:  mp,

@@ -305,8 +305,12 @@ func (c *Client) Format(f fmt.State, _ rune) { io.WriteString(f, c.String()) }
 // "<method>_response" envelope. Every failure is an [*Error]: a platform
 // error_response, an HTTP error status, a transport failure or timeout
 // (Err set, retryable), an answer that is too long or unreadable, or an
-// invalid request (not retryable). If ctx ends, the error wraps ctx.Err().
-// Call does not retry; every call signs afresh with a new timestamp.
+// invalid request (not retryable). If ctx ends while the call waits for flow
+// control, the error wraps ctx.Err(). Once the request is being sent, ctx no
+// longer aborts it: it runs until the answer or Config.Timeout, so an answer
+// the platform is sending — to a call it may have executed — is never thrown
+// away (values and the trace of ctx are kept). Call does not retry; every call
+// signs afresh with a new timestamp.
 func (c *Client) Call(ctx context.Context, req Request) (Response, error) {
 	if req.Method == "" {
 		return Response{}, &Error{Msg: "request without method"}
@@ -383,7 +387,7 @@ func (c *Client) encode(sg *signer, req Request, now time.Time) ([]byte, error) 
 
 // post sends one signed body and interprets the answer.
 func (c *Client) post(ctx context.Context, method string, body []byte) (Response, *Error) {
-	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(callCtx, http.MethodPost, c.gateway, bytes.NewReader(body))
 	if err != nil {

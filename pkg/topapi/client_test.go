@@ -240,14 +240,29 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
-func TestCallerCancels(t *testing.T) {
-	srv := gateway(t, hang)
+// A call the gateway is answering is not thrown away when the caller gives up: the platform may
+// have executed it. Waiting for flow control, in contrast, ends with the caller.
+func TestCallerCancelsOnlyWaiting(t *testing.T) {
+	srv := gateway(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(150 * time.Millisecond)
+		answer(200, `{"alibaba_omni_saas_order_create_response":{"trade_no":7}}`)(w, r)
+	})
 	c := newTestClient(t, srv.URL, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(20*time.Millisecond, cancel)
-	_, err := c.Call(ctx, Request{Method: testMethod})
-	if e := asError(t, err); !errors.Is(err, context.Canceled) || !e.Retryable() {
-		t.Errorf("got %v, want a retryable error wrapping context.Canceled", err)
+	resp, err := c.Call(ctx, Request{Method: testMethod})
+	if err != nil || string(resp.Body) != `{"trade_no":7}` {
+		t.Errorf("a sent call whose caller cancelled: %s, %v; want the answer", resp.Body, err)
+	}
+
+	banned := gateway(t, answer(200, banBody(30)))
+	b := newTestClient(t, banned.URL, nil)
+	_, _ = b.Call(context.Background(), Request{Method: testMethod}) // records a 30s ban
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	_, err = b.Call(ctx, Request{Method: testMethod})
+	if e := asError(t, err); !errors.Is(err, context.Canceled) || !e.Retryable() || e.MayHaveExecuted() {
+		t.Errorf("waiting for a ban, cancelled: %v, want a retryable, unsent error wrapping context.Canceled", err)
 	}
 }
 

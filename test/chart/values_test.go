@@ -348,14 +348,22 @@ func checkEnv(t *testing.T, r *release) {
 		env[e.Name] = e
 		order = append(order, e.Name)
 	}
-	for _, name := range []string{"ORDERSYNC_TOP_APP_KEY", "ORDERSYNC_TOP_APP_SECRET", "ORDERSYNC_KAFKA_SASL_USERNAME", "ORDERSYNC_KAFKA_SASL_PASSWORD", "ORDERSYNC_REDIS_PASSWORD"} {
+	for _, name := range []string{"ORDERSYNC_TOP_APP_KEY", "ORDERSYNC_KAFKA_SASL_USERNAME", "ORDERSYNC_KAFKA_SASL_PASSWORD", "ORDERSYNC_REDIS_PASSWORD"} {
 		e, ok := env[name]
 		if ok && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
 			t.Errorf("%s is not taken from a Secret: %s", name, toJSON(e))
 		}
-		if !ok && (name == "ORDERSYNC_TOP_APP_KEY" || name == "ORDERSYNC_TOP_APP_SECRET") {
+		if !ok && name == "ORDERSYNC_TOP_APP_KEY" {
 			t.Errorf("no %s", name)
 		}
+	}
+	// The app secret comes as a file of the mounted Secret, so that a rotation reaches the running
+	// worker; never as a variable.
+	if e, ok := env["ORDERSYNC_TOP_APP_SECRET"]; ok {
+		t.Errorf("ORDERSYNC_TOP_APP_SECRET is set (%s); want the secret as a mounted file", toJSON(e))
+	}
+	if e := env["ORDERSYNC_TOP_APP_SECRET_FILE"]; e.Value != configDir+"/secrets/app-secret" {
+		t.Errorf("ORDERSYNC_TOP_APP_SECRET_FILE = %s, want %s/secrets/app-secret", toJSON(e), configDir)
 	}
 	if e := env["K8S_POD_NAME"]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
 		t.Errorf("K8S_POD_NAME = %s, want the downward API metadata.name", toJSON(e))

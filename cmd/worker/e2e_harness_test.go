@@ -70,9 +70,17 @@ type e2e struct {
 	calls     []time.Time            // when each gateway call arrived
 	// unrecorded turns recordSuccesses into a plain pass-through (benchmarks: it costs CPU).
 	unrecorded bool
+	// answer, when set, rewrites the simulator's answer to a call before the worker gets it.
+	answer func(params url.Values, body []byte) []byte
 }
 
 func newE2E(t testing.TB, partitions int32) *e2e {
+	t.Helper()
+	return newE2EWith(t, partitions)
+}
+
+// newE2EWith is newE2E with broker options (broker configs, TLS, SASL).
+func newE2EWith(t testing.TB, partitions int32, opts ...kafkatest.Option) *e2e {
 	t.Helper()
 	reg, err := dispatch.NewRegistry(nil)
 	if err != nil {
@@ -80,7 +88,7 @@ func newE2E(t testing.TB, partitions int32) *e2e {
 	}
 	topics := append(reg.Topics(), "orders.results", "orders.dlq")
 	e := &e2e{t: t, registry: reg, dir: t.TempDir(), successes: map[string][]time.Time{}}
-	e.broker = kafkatest.Start(t, partitions, topics...)
+	e.broker = kafkatest.StartWith(t, partitions, topics, opts...)
 	e.redis = redistest.Start(t)
 	e.sim, err = topsim.New(topsim.Config{AppKey: e2eAppKey, AppSecret: e2eSecret, Sessions: []string{e2eSession}, Rules: reg, Seed: 7})
 	if err != nil {
@@ -115,13 +123,15 @@ func (e *e2e) recordSuccesses(w http.ResponseWriter, r *http.Request) {
 	for k, v := range rec.Header() {
 		w.Header()[k] = v
 	}
-	w.WriteHeader(rec.Code)
-	_, _ = w.Write(rec.Body.Bytes())
-	if rec.Code != http.StatusOK || bytes.Contains(rec.Body.Bytes(), []byte(`"error_response"`)) {
-		return
-	}
 	form, err := url.ParseQuery(string(body))
-	if err != nil {
+	answer := rec.Body.Bytes()
+	if e.answer != nil && err == nil {
+		answer = e.answer(form, answer)
+		w.Header().Del("Content-Length")
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(answer)
+	if err != nil || rec.Code != http.StatusOK || bytes.Contains(rec.Body.Bytes(), []byte(`"error_response"`)) {
 		return
 	}
 	params := map[string]string{}

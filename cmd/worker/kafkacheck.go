@@ -70,7 +70,6 @@ func kafkaPreflightOnce(ctx context.Context, dialer *kafka.Dialer, transport kaf
 	default:
 		return fmt.Errorf("connect: %w", dialErr)
 	}
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Timeout: 10 * time.Second}
 	// Every topic with the key that names it.
 	keys := map[string]string{cfg.Kafka.ResultsTopic: "kafka.results_topic", cfg.Kafka.DLQTopic: "kafka.dlq_topic"}
 	for id, ch := range cfg.Channels {
@@ -83,6 +82,16 @@ func kafkaPreflightOnce(ctx context.Context, dialer *kafka.Dialer, transport kaf
 		topics = append(topics, t)
 	}
 	sort.Strings(topics)
+	// A transport of our own whose metadata lists exactly these topics: one listing all topics (the
+	// shared transport's) leaves out those the user may not describe, and an unauthorized topic
+	// would look like a missing one.
+	if t, ok := transport.(*kafka.Transport); ok {
+		own := &kafka.Transport{Dial: t.Dial, DialTimeout: t.DialTimeout, IdleTimeout: t.IdleTimeout, MetadataTTL: t.MetadataTTL,
+			MetadataTopics: topics, ClientID: t.ClientID, TLS: t.TLS, SASL: t.SASL, Resolver: t.Resolver, Context: t.Context}
+		defer own.CloseIdleConnections()
+		transport = own
+	}
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Timeout: 10 * time.Second}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)

@@ -76,6 +76,15 @@ func WithSASL(mechanism, user, password string) Option {
 	}
 }
 
+// WithUser adds a SASL user subject to ACLs, allowed only what acls grant, and turns ACL checks
+// on (use with WithSASL, whose superuser the helpers keep using).
+func WithUser(mechanism, user, password string, acls ...kfake.ACL) Option {
+	return func(o *options) error {
+		o.kfake = append(o.kfake, kfake.EnableACLs(), kfake.User(mechanism, user, password, acls...))
+		return nil
+	}
+}
+
 // WithBrokerConfigs sets broker configuration, e.g. {"message.max.bytes": "16777216"} for a
 // cluster that accepts large records.
 func WithBrokerConfigs(configs map[string]string) Option {

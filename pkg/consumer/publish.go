@@ -275,10 +275,14 @@ func (c *Consumer) outbox(t *task) *outbox {
 		}
 	}
 	if t.res.DeadLetter != "" {
-		d := FitDeadLetter(DeadLetter(c.cfg.DeadLetterTopic, t.msg, t.res.DeadLetter), c.cfg.MaxRecordBytes)
-		recs = append(recs[:len(recs):len(recs)], d)
+		recs = append(recs[:len(recs):len(recs)], DeadLetter(c.cfg.DeadLetterTopic, t.msg, t.res.DeadLetter))
 	}
 	o := c.traced(t, recs)
+	if t.res.DeadLetter != "" {
+		// Fitted with its trace context in: the headers count against the limit too.
+		last := len(o.records) - 1
+		o.records[last] = FitDeadLetter(o.records[last], c.cfg.MaxRecordBytes)
+	}
 	o.limit, o.fellBack = c.cfg.MaxRecordBytes, fellBack
 	return o
 }

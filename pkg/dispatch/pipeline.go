@@ -739,6 +739,7 @@ func (p *Pipeline) replay(ev *event, stored []byte) (dead bool) {
 	}
 	ev.outcome.Status = StatusDuplicate
 	ev.outcome.Response = orig.Response
+	ev.outcome.ResponseTruncated = orig.ResponseTruncated
 	ev.outcome.Error = orig.Error
 	ev.outcome.RequestID = orig.RequestID
 	return false

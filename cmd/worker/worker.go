@@ -276,11 +276,11 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		HeartbeatInterval: cfg.Kafka.HeartbeatInterval,
 		MaxInFlight:       cfg.Worker.MaxInFlight,
 		RedactKey:         telemetry.MaskPhone,
-		DrainTimeout:   drainTimeout(cfg),
-		Logger:         log,
-		TracerProvider: tp,
-		MeterProvider:  mp,
-		Propagator:     tel.Propagator(),
+		DrainTimeout:      drainTimeout(cfg),
+		Logger:            log,
+		TracerProvider:    tp,
+		MeterProvider:     mp,
+		Propagator:        tel.Propagator(),
 	}, pipeline)
 	if err != nil {
 		return err

@@ -45,7 +45,7 @@ func TestE2EAllChannelsWithDuplicatesAndMalformed(t *testing.T) {
 		if !rejected[string(m.Value)] {
 			t.Errorf("DLQ holds an event that was not rejected: %.80s", m.Value)
 		}
-		if consumer.Header(m, dispatch.HeaderError) == "" || consumer.Header(m, dispatch.HeaderSourceTopic) == "" {
+		if consumer.Header(m, consumer.HeaderError) == "" || consumer.Header(m, consumer.HeaderSourceTopic) == "" {
 			t.Errorf("DLQ record lacks ordersync-error / ordersync-source-topic headers")
 		}
 	}

@@ -38,6 +38,7 @@ import (
 	"github.com/ordersync/ordersync/pkg/consumer"
 	"github.com/ordersync/ordersync/pkg/dedupe"
 	"github.com/ordersync/ordersync/pkg/dispatch"
+	"github.com/ordersync/ordersync/pkg/pipeline"
 	"github.com/ordersync/ordersync/pkg/topapi"
 	"github.com/ordersync/ordersync/pkg/topapi/topsim"
 )
@@ -994,9 +995,9 @@ func benchPipeline(b *testing.B, topts telemetry.Options, every256 func()) {
 		b.Fatal(err)
 	}
 	b.Cleanup(client.CloseIdleConnections)
-	pipeline, err := dispatch.NewPipeline(dispatch.PipelineConfig{
-		Registry: reg, Dedupe: store, Gateways: []dispatch.Gateway{{Name: "sim", Caller: client}}, AppKey: e2eAppKey,
-		Sessions: dispatch.NewSessions(map[string]string{e2eSeller: e2eSession}), DefaultSeller: e2eSeller,
+	pipeline, err := pipeline.New(pipeline.Config{
+		Registry: reg, Dedupe: store, Gateways: []pipeline.Gateway{{Name: "sim", Caller: client}}, AppKey: e2eAppKey,
+		Sessions: pipeline.NewSessions(map[string]string{e2eSeller: e2eSession}), DefaultSeller: e2eSeller,
 		ResultsTopic:   "orders.results",
 		Logger:         telemetry.NewLogger(io.Discard, "json", 0),
 		TracerProvider: tp, MeterProvider: mp,

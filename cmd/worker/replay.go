@@ -13,7 +13,6 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ordersync/ordersync/pkg/consumer"
-	"github.com/ordersync/ordersync/pkg/dispatch"
 )
 
 // runReplay is `worker replay`: it re-publishes the dead letters currently in the DLQ topic to
@@ -57,14 +56,14 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	var out []kafka.Message
 	for _, m := range letters {
-		src := consumer.Header(m, dispatch.HeaderSourceTopic)
+		src := consumer.Header(m, consumer.HeaderSourceTopic)
 		switch {
 		case src == "":
-			fmt.Fprintf(stderr, "skip %s/%d@%d: no %s header\n", m.Topic, m.Partition, m.Offset, dispatch.HeaderSourceTopic)
+			fmt.Fprintf(stderr, "skip %s/%d@%d: no %s header\n", m.Topic, m.Partition, m.Offset, consumer.HeaderSourceTopic)
 			continue
 		case sourceTopic != "" && src != sourceTopic:
 			continue
-		case *contains != "" && !strings.Contains(consumer.Header(m, dispatch.HeaderError), *contains):
+		case *contains != "" && !strings.Contains(consumer.Header(m, consumer.HeaderError), *contains):
 			continue
 		case *eventID != "" && eventIDOf(m.Value) != *eventID:
 			continue
@@ -81,7 +80,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			verb = "would replay"
 		}
 		fmt.Fprintf(stdout, "%s %s/%d@%d → %s key=%q event_id=%q error=%q\n", verb, m.Topic, m.Partition, m.Offset, src,
-			m.Key, eventIDOf(m.Value), consumer.Header(m, dispatch.HeaderError))
+			m.Key, eventIDOf(m.Value), consumer.Header(m, consumer.HeaderError))
 	}
 	if *dryRun || len(out) == 0 {
 		fmt.Fprintf(stdout, "%d of %d dead letter(s) selected; nothing published\n", len(out), len(letters))

@@ -27,6 +27,7 @@ import (
 	"github.com/ordersync/ordersync/pkg/consumer"
 	"github.com/ordersync/ordersync/pkg/dedupe"
 	"github.com/ordersync/ordersync/pkg/dispatch"
+	"github.com/ordersync/ordersync/pkg/pipeline"
 	"github.com/ordersync/ordersync/pkg/topapi"
 )
 
@@ -43,13 +44,13 @@ func drainTimeout(cfg Config) time.Duration {
 	return cfg.Worker.ShutdownTimeout - cfg.Top.Timeout - storeTimeout - closeTimeout
 }
 
-// reasonCredentials is the pause reason of refused credentials (see dispatch.Pipeline).
+// reasonCredentials is the pause reason of refused credentials (see pipeline.PauseReasons).
 const reasonCredentials = "credentials"
 
 // gatewaysOf is the pipeline's gateways: top.gateway_url, and one per distinct gateway_url of
 // the enabled channels, sharing client's app key, secret, rate limits and bans.
-func gatewaysOf(cfg Config, client *topapi.Client) ([]dispatch.Gateway, error) {
-	gws := []dispatch.Gateway{{Name: gatewayName(cfg.Top.GatewayURL), Caller: client}}
+func gatewaysOf(cfg Config, client *topapi.Client) ([]pipeline.Gateway, error) {
+	gws := []pipeline.Gateway{{Name: gatewayName(cfg.Top.GatewayURL), Caller: client}}
 	byURL := map[string]int{}
 	ids := make([]string, 0, len(cfg.Channels))
 	for id := range cfg.Channels {
@@ -70,7 +71,7 @@ func gatewaysOf(cfg Config, client *topapi.Client) ([]dispatch.Gateway, error) {
 			return nil, fmt.Errorf("channels.%s.gateway_url: %w", id, err)
 		}
 		byURL[ch.GatewayURL] = len(gws)
-		gws = append(gws, dispatch.Gateway{Name: gatewayName(ch.GatewayURL), Caller: c, Channels: []string{id}})
+		gws = append(gws, pipeline.Gateway{Name: gatewayName(ch.GatewayURL), Caller: c, Channels: []string{id}})
 	}
 	// Two gateways on one host are told apart by their path.
 	seen := map[string]int{}
@@ -86,7 +87,7 @@ func gatewaysOf(cfg Config, client *topapi.Client) ([]dispatch.Gateway, error) {
 	return gws, nil
 }
 
-func urlOf(cfg Config, gw dispatch.Gateway) string {
+func urlOf(cfg Config, gw pipeline.Gateway) string {
 	if gw.Channels == nil {
 		return cfg.Top.GatewayURL
 	}
@@ -102,8 +103,8 @@ func gatewayName(raw string) string {
 	return u.Host
 }
 
-func breakerOf(b Breaker) dispatch.Breaker {
-	return dispatch.Breaker{
+func breakerOf(b Breaker) pipeline.Breaker {
+	return pipeline.Breaker{
 		Disabled:            !b.Enabled,
 		ConsecutiveFailures: uint32(b.ConsecutiveFailures),
 		FailureRatio:        b.FailureRatio,
@@ -201,13 +202,13 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		return err
 	}
 	host, _ := os.Hostname()
-	pipeline, err := dispatch.NewPipeline(dispatch.PipelineConfig{
+	pipe, err := pipeline.New(pipeline.Config{
 		Registry:        registry,
 		Dedupe:          store,
 		Gateways:        gateways,
 		AppKey:          cfg.Top.AppKey,
 		Breaker:         breakerOf(cfg.Top.Breaker),
-		Sessions:        dispatch.NewSessions(sessions),
+		Sessions:        pipeline.NewSessions(sessions),
 		DefaultSeller:   cfg.Top.DefaultSeller,
 		ResultsTopic:    cfg.Kafka.ResultsTopic,
 		Owner:           fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()),
@@ -216,7 +217,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		MaxMessageBytes: cfg.Worker.MaxMessageBytes,
 		MaxRecordBytes:  cfg.Kafka.MaxRecordBytes,
 		StoreTimeout:    storeTimeout,
-		Retry: dispatch.Retry{
+		Retry: pipeline.Retry{
 			InitialInterval:     cfg.Top.Retry.InitialInterval,
 			Multiplier:          cfg.Top.Retry.Multiplier,
 			MaxInterval:         cfg.Top.Retry.MaxInterval,
@@ -261,7 +262,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		Writer:            writer,
 		DeadLetterTopic:   cfg.Kafka.DLQTopic,
 		MaxRecordBytes:    cfg.Kafka.MaxRecordBytes,
-		PauseReasons:      dispatch.PauseReasons,
+		PauseReasons:      pipeline.PauseReasons,
 		Dialer:            dialer,
 		Transport:         transport,
 		ProbeInterval:     cfg.Worker.ProbeInterval,
@@ -281,7 +282,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		TracerProvider:    tp,
 		MeterProvider:     mp,
 		Propagator:        tel.Propagator(),
-	}, pipeline)
+	}, pipe)
 	if err != nil {
 		return err
 	}
@@ -341,7 +342,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 				if err != nil {
 					return err
 				}
-				pipeline.Sessions().Store(m)
+				pipe.Sessions().Store(m)
 				log.Info("sessions reloaded", "file", path, "sellers", len(m))
 				return nil
 			})

@@ -9,6 +9,9 @@ import (
 	"github.com/ordersync/ordersync/pkg/topapi"
 )
 
+// HeaderChannel is set on every outcome record: the channel id.
+const HeaderChannel = "ordersync-channel"
+
 // Schema is the value of Outcome.Schema.
 const Schema = "ordersync.outcome.v1"
 

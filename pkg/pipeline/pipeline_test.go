@@ -1,4 +1,4 @@
-package dispatch_test
+package pipeline_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/ordersync/ordersync/pkg/consumer"
 	"github.com/ordersync/ordersync/pkg/dedupe"
 	"github.com/ordersync/ordersync/pkg/dispatch"
+	"github.com/ordersync/ordersync/pkg/pipeline"
 	"github.com/ordersync/ordersync/pkg/topapi"
 	"github.com/ordersync/ordersync/pkg/topapi/topsim"
 )
@@ -36,10 +37,10 @@ type fixture struct {
 	store    *dedupe.Store
 	sim      *topsim.Sim
 	registry *dispatch.Registry
-	pipe     *dispatch.Pipeline
+	pipe     *pipeline.Pipeline
 }
 
-func newFixture(t *testing.T, mutate func(*dispatch.PipelineConfig)) *fixture {
+func newFixture(t *testing.T, mutate func(*pipeline.Config)) *fixture {
 	t.Helper()
 	reg, err := dispatch.NewRegistry(nil)
 	if err != nil {
@@ -62,22 +63,22 @@ func newFixture(t *testing.T, mutate func(*dispatch.PipelineConfig)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := dispatch.PipelineConfig{
+	cfg := pipeline.Config{
 		Registry:      reg,
 		Dedupe:        store,
-		Gateways:      []dispatch.Gateway{{Name: "sim", Caller: client}},
+		Gateways:      []pipeline.Gateway{{Name: "sim", Caller: client}},
 		AppKey:        testAppKey,
-		Sessions:      dispatch.NewSessions(map[string]string{"demo": testSession}),
+		Sessions:      pipeline.NewSessions(map[string]string{"demo": testSession}),
 		DefaultSeller: "demo",
 		ResultsTopic:  "orders.results",
 		Lease:         3 * time.Second,
-		Retry:         dispatch.Retry{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxElapsedTime: 2 * time.Second},
+		Retry:         pipeline.Retry{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxElapsedTime: 2 * time.Second},
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	pipe, err := dispatch.NewPipeline(cfg)
+	pipe, err := pipeline.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,13 +128,13 @@ func fixedGateway(t *testing.T, status int, body string) (url string, calls *ato
 }
 
 // withGateway points the fixture's pipeline at url.
-func withGateway(t *testing.T, url string) func(*dispatch.PipelineConfig) {
-	return func(c *dispatch.PipelineConfig) {
+func withGateway(t *testing.T, url string) func(*pipeline.Config) {
+	return func(c *pipeline.Config) {
 		client, err := topapi.New(topapi.Config{Gateway: url, AppKey: testAppKey, AppSecret: testSecret, Timeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Gateways = []dispatch.Gateway{{Name: "fixed", Caller: client}}
+		c.Gateways = []pipeline.Gateway{{Name: "fixed", Caller: client}}
 	}
 }
 
@@ -282,7 +283,7 @@ func TestPipelineTransientFaultsRetried(t *testing.T) {
 
 func TestPipelineExhaustedReleasesClaim(t *testing.T) {
 	// Without a breaker: failures until the retry budget runs out.
-	f := newFixture(t, func(c *dispatch.PipelineConfig) { c.Breaker.Disabled = true })
+	f := newFixture(t, func(c *pipeline.Config) { c.Breaker.Disabled = true })
 	if err := f.sim.SetFaults(topsim.Faults{ErrorRate: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -307,8 +308,8 @@ func TestPipelineExhaustedReleasesClaim(t *testing.T) {
 // re-sending after the session was refreshed gave duplicate(failed) for 7 days and nothing was
 // dead-lettered to replay.
 func TestPipelineSessionErrorIsDeadLetteredNotStored(t *testing.T) {
-	f := newFixture(t, func(c *dispatch.PipelineConfig) {
-		c.Sessions = dispatch.NewSessions(map[string]string{"demo": "revoked-session"})
+	f := newFixture(t, func(c *pipeline.Config) {
+		c.Sessions = pipeline.NewSessions(map[string]string{"demo": "revoked-session"})
 	})
 	o, res := f.process(f.message("omni-saas", seed(t, "omni-saas"), 1))
 	if o.Status != dispatch.StatusFailed || o.Error.Kind != dispatch.KindAuth || o.Error.Code != "27" {
@@ -465,9 +466,9 @@ func TestPipelineCredentialErrorsPauseAndStoreNothing(t *testing.T) {
 // pauses intake instead of ending exhausted.
 func TestPipelineOpenCircuitPauses(t *testing.T) {
 	url, calls := fixedGateway(t, 503, `service unavailable`)
-	f := newFixture(t, func(c *dispatch.PipelineConfig) {
+	f := newFixture(t, func(c *pipeline.Config) {
 		withGateway(t, url)(c)
-		c.Breaker = dispatch.Breaker{ConsecutiveFailures: 5, OpenFor: time.Second}
+		c.Breaker = pipeline.Breaker{ConsecutiveFailures: 5, OpenFor: time.Second}
 		c.Retry.MaxElapsedTime = time.Minute
 	})
 	_, err := f.pipe.Process(context.Background(), f.message("omni-saas", seed(t, "omni-saas"), 1))
@@ -495,8 +496,8 @@ type panicCaller struct{}
 func (panicCaller) Call(context.Context, topapi.Request) (topapi.Response, error) { panic("nil map") }
 
 func TestPipelinePanicBecomesFailedOutcome(t *testing.T) {
-	f := newFixture(t, func(c *dispatch.PipelineConfig) {
-		c.Gateways = []dispatch.Gateway{{Name: "panic", Caller: panicCaller{}}}
+	f := newFixture(t, func(c *pipeline.Config) {
+		c.Gateways = []pipeline.Gateway{{Name: "panic", Caller: panicCaller{}}}
 	})
 	o, res := f.process(f.message("omni-saas", seed(t, "omni-saas"), 1))
 	if o.Status != dispatch.StatusFailed || !strings.Contains(o.Error.Msg, "panic") {

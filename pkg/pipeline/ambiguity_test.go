@@ -1,4 +1,4 @@
-package dispatch_test
+package pipeline_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/ordersync/ordersync/pkg/consumer"
 	"github.com/ordersync/ordersync/pkg/dedupe"
 	"github.com/ordersync/ordersync/pkg/dispatch"
+	"github.com/ordersync/ordersync/pkg/pipeline"
 	"github.com/ordersync/ordersync/pkg/topapi"
 	"github.com/ordersync/ordersync/pkg/topapi/topsim"
 )
@@ -47,7 +48,7 @@ func TestPipelineAmbiguousCallIsNotRepeated(t *testing.T) {
 
 // Channels whose API deduplicates by a field it sees keep retrying the same failure.
 func TestPipelineDedupedChannelRetriesAfterDrop(t *testing.T) {
-	f := newFixture(t, func(c *dispatch.PipelineConfig) { c.Breaker.Disabled = true })
+	f := newFixture(t, func(c *pipeline.Config) { c.Breaker.Disabled = true })
 	if err := f.sim.SetFaults(topsim.Faults{DropRate: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestPipelineNotExecutedIsRetriedOnIcbu(t *testing.T) {
 
 	url, _ := fixedGateway(t, 200, `{}`)
 	refused := strings.Replace(url, "/router/rest", "", 1)
-	g := newFixture(t, func(c *dispatch.PipelineConfig) {
+	g := newFixture(t, func(c *pipeline.Config) {
 		withGateway(t, refused[:strings.LastIndex(refused, ":")]+":1/router/rest")(c)
 		c.Breaker.Disabled = true
 		c.Retry.MaxElapsedTime = 300 * time.Millisecond
@@ -178,7 +179,7 @@ func fingerprintOfMessage(t *testing.T, f *fixture, channel string, value []byte
 // cancelOnAnswer cancels the event's context the moment the platform's answer arrived: the drain
 // deadline passing while the answer is in transit.
 type cancelOnAnswer struct {
-	next   dispatch.Caller
+	next   pipeline.Caller
 	cancel context.CancelFunc
 }
 
@@ -193,7 +194,7 @@ func (c cancelOnAnswer) Call(ctx context.Context, req topapi.Request) (topapi.Re
 func TestPipelineAnswerThatArrivedIsStored(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var client *topapi.Client
-	f := newFixture(t, func(c *dispatch.PipelineConfig) {
+	f := newFixture(t, func(c *pipeline.Config) {
 		client = c.Gateways[0].Caller.(*topapi.Client)
 		c.Gateways[0].Caller = cancelOnAnswer{next: client, cancel: cancel}
 	})
@@ -225,7 +226,7 @@ func TestPipelineLargeResponseIsCutToFit(t *testing.T) {
 	huge := `{"alibaba_omni_saas_order_create_response":{"trade_no":1,"memo":"` + strings.Repeat(`é\"x`, 3<<20/5) + `"}}`
 	url, _ := fixedGateway(t, 200, huge)
 	const limit = 256 << 10
-	f := newFixture(t, func(c *dispatch.PipelineConfig) {
+	f := newFixture(t, func(c *pipeline.Config) {
 		withGateway(t, url)(c)
 		c.MaxRecordBytes = limit
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/internal/kafkatest"
 	"github.com/ordersync/ordersync/pkg/dispatch"
 	"github.com/ordersync/ordersync/pkg/topapi/topsim"
@@ -140,7 +141,7 @@ func drainOnce(b *testing.B, c e2eBenchCase, run int) drainRun {
 	cfg := e.config(fmt.Sprintf("bench-%s-%d-%d", fmtMS(c.latency), c.maxInFlight, run))
 	cfg.Worker.MaxInFlight = c.maxInFlight
 	// Production fetch and commit settings: the harness shortens them for quick tests.
-	def := defaultConfig()
+	def := config.Default()
 	cfg.Kafka.MaxWait, cfg.Kafka.CommitInterval = def.Kafka.MaxWait, def.Kafka.CommitInterval
 
 	// Well beyond the slowest expected drain; a stuck worker fails the benchmark instead of
@@ -260,14 +261,14 @@ func printE2ETable(b *testing.B, cases []e2eBenchCase, results map[e2eBenchCase]
 				switch c.maxInFlight {
 				case 1:
 					seq = &r
-				case defaultConfig().Worker.MaxInFlight:
+				case config.Default().Worker.MaxInFlight:
 					def = &r
 				}
 			}
 		}
 		if seq != nil && def != nil {
 			fmt.Fprintf(&sb, "latency %s: max_in_flight=%d drains %.1fx as many events/s as max_in_flight=1\n",
-				fmtMS(lat), defaultConfig().Worker.MaxInFlight, def.rate/seq.rate)
+				fmtMS(lat), config.Default().Worker.MaxInFlight, def.rate/seq.rate)
 		}
 	}
 	if hwm := vmHWM(); hwm != "" {

@@ -20,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/internal/kafkatest"
 	"github.com/ordersync/ordersync/pkg/dispatch"
 	"github.com/ordersync/ordersync/pkg/topapi/topsim"
@@ -50,7 +51,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, enviro
 		return err
 	}
 
-	cfg := defaultConfig()
+	cfg := config.Default()
 	cfg.Log.Format = "text"
 	topics := []string{cfg.Kafka.ResultsTopic, cfg.Kafka.DLQTopic}
 	for _, ch := range cfg.Channels {
@@ -116,10 +117,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, enviro
 	}
 	cfg.HTTP.Addr = httpLn.Addr().String()
 	httpLn.Close() // serve binds it again; dev mode accepts the tiny race
-	if err := cfg.validate(true); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("dev configuration: %w", err)
 	}
-	sessions, err := loadSessions(cfg.Top.SessionsFile)
+	sessions, err := config.LoadSessions(cfg.Top.SessionsFile)
 	if err != nil {
 		return err
 	}
@@ -182,7 +183,7 @@ func listen(addr string) (net.Listener, error) {
 	return net.Listen("tcp", net.JoinHostPort(host, "0"))
 }
 
-func printDevBanner(w io.Writer, broker, redisAddr, sim, httpAddr string, cfg Config) {
+func printDevBanner(w io.Writer, broker, redisAddr, sim, httpAddr string, cfg config.Config) {
 	seeds := dispatch.SeedEvents()
 	var compact bytes.Buffer
 	_ = json.Compact(&compact, seeds["omni-saas"])

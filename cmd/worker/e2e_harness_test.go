@@ -13,8 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/internal/kafkatest"
 	"github.com/ordersync/ordersync/internal/redistest"
 	"github.com/ordersync/ordersync/internal/telemetry"
@@ -168,8 +167,8 @@ func (e *e2e) platformKey(ev testEvent) string {
 }
 
 // config is a valid worker configuration for this world, tuned for fast tests.
-func (e *e2e) config(group string) Config {
-	cfg := defaultConfig()
+func (e *e2e) config(group string) config.Config {
+	cfg := config.Default()
 	cfg.Kafka.Brokers = []string{e.broker.Addr()}
 	cfg.Kafka.GroupID = group
 	cfg.Kafka.MaxWait = 50 * time.Millisecond
@@ -196,42 +195,7 @@ func (e *e2e) config(group string) Config {
 }
 
 // environ renders every key of cfg as the ORDERSYNC_* variables a child worker is configured with.
-func (e *e2e) environ(cfg Config) []string {
-	var env []string
-	var walk func(path []string, v reflect.Value)
-	walk = func(path []string, v reflect.Value) {
-		switch {
-		case v.Type() == durationType:
-			env = append(env, envName(path)+"="+time.Duration(v.Int()).String())
-		case v.Kind() == reflect.Struct:
-			for i := range v.NumField() {
-				walk(append(slices.Clone(path), tagName(v.Type().Field(i))), v.Field(i))
-			}
-		case v.Kind() == reflect.Map:
-			for _, k := range v.MapKeys() {
-				walk(append(slices.Clone(path), k.String()), v.MapIndex(k))
-			}
-		case v.Kind() == reflect.Slice:
-			items := make([]string, v.Len())
-			for i := range items {
-				items[i] = v.Index(i).String()
-			}
-			env = append(env, envName(path)+"="+strings.Join(items, ","))
-		case v.Kind() == reflect.Bool:
-			env = append(env, envName(path)+"="+strconv.FormatBool(v.Bool()))
-		case v.Kind() == reflect.Int:
-			env = append(env, envName(path)+"="+strconv.FormatInt(v.Int(), 10))
-		case v.Kind() == reflect.Float64:
-			env = append(env, envName(path)+"="+strconv.FormatFloat(v.Float(), 'g', -1, 64))
-		case v.Kind() == reflect.String:
-			if v.String() != "" {
-				env = append(env, envName(path)+"="+v.String())
-			}
-		}
-	}
-	walk(nil, reflect.ValueOf(cfg))
-	return env
-}
+func (e *e2e) environ(cfg config.Config) []string { return config.Environ(cfg) }
 
 // worker is a running in-process worker.
 type worker struct {
@@ -241,16 +205,16 @@ type worker struct {
 }
 
 // startWorker runs serve in process until stop is called (or the test ends).
-func (e *e2e) startWorker(cfg Config) *worker {
+func (e *e2e) startWorker(cfg config.Config) *worker {
 	e.t.Helper()
 	return e.startWorkerWith(cfg, nil)
 }
 
 // startWorkerWith is startWorker with telemetry options (span exporters for tests); nil = the
 // defaults.
-func (e *e2e) startWorkerWith(cfg Config, topts *telemetry.Options) *worker {
+func (e *e2e) startWorkerWith(cfg config.Config, topts *telemetry.Options) *worker {
 	e.t.Helper()
-	sessions, err := loadSessions(cfg.Top.SessionsFile)
+	sessions, err := config.LoadSessions(cfg.Top.SessionsFile)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -302,7 +266,7 @@ type child struct {
 }
 
 // startChild runs the worker as a child process configured only through ORDERSYNC_* variables.
-func (e *e2e) startChild(cfg Config) *child {
+func (e *e2e) startChild(cfg config.Config) *child {
 	e.t.Helper()
 	cmd := exec.Command(os.Args[0], "run")
 	cmd.Env = append(append(os.Environ(), childEnv+"=1"), e.environ(cfg)...)

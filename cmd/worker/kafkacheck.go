@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/ordersync/ordersync/internal/config"
 )
 
 // refusal is a start-up check that failed for good: retrying cannot help, the configuration or
@@ -24,7 +26,7 @@ func (r *refusal) Error() string { return r.msg }
 // exists and may be used, and that the results and dead-letter topics take records of
 // kafka.max_record_bytes. A refusal names the key or topic and the fix; a cluster that cannot be
 // reached yet is retried (growing waits, up to 5s) until ctx ends.
-func kafkaPreflight(ctx context.Context, dialer *kafka.Dialer, transport kafka.RoundTripper, cfg Config, log *slog.Logger) error {
+func kafkaPreflight(ctx context.Context, dialer *kafka.Dialer, transport kafka.RoundTripper, cfg config.Config, log *slog.Logger) error {
 	wait := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := kafkaPreflightOnce(ctx, dialer, transport, cfg, log)
@@ -44,7 +46,7 @@ func kafkaPreflight(ctx context.Context, dialer *kafka.Dialer, transport kafka.R
 	}
 }
 
-func kafkaPreflightOnce(ctx context.Context, dialer *kafka.Dialer, transport kafka.RoundTripper, cfg Config, log *slog.Logger) error {
+func kafkaPreflightOnce(ctx context.Context, dialer *kafka.Dialer, transport kafka.RoundTripper, cfg config.Config, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	// A connection of our own first: it names a refused TLS or SASL handshake, where the shared

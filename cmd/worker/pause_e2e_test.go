@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/pkg/dispatch"
 	"github.com/ordersync/ordersync/pkg/topapi/topsim"
 )
@@ -35,7 +36,7 @@ func durationEnv(t *testing.T, name string, def time.Duration) time.Duration {
 }
 
 // failureConfig is the worker configuration of the failure tests: quick probes, quick reloads.
-func (e *e2e) failureConfig(group string) Config {
+func (e *e2e) failureConfig(group string) config.Config {
 	cfg := e.config(group)
 	cfg.Top.MaxBanWait = 2 * time.Second
 	cfg.Top.ReloadInterval = 200 * time.Millisecond

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/pkg/dedupe"
 )
 
@@ -25,7 +26,7 @@ import (
 //     there instead of failing with MOVED; a single node gets a map giving it every slot. The check is
 //     lazy, so a Redis that is down at start-up is found out once it is up.
 //   - One address with another db is a single node (a Cluster has database 0 only).
-func newRedis(c RedisConfig) (redis.UniversalClient, error) {
+func newRedis(c config.Redis) (redis.UniversalClient, error) {
 	opts := &redis.UniversalOptions{
 		Addrs:                 c.Addrs,
 		MasterName:            c.MasterName,
@@ -155,7 +156,7 @@ const (
 // (redis.allow_eviction), which turns the refusal into a warning on log. Any other error — Redis not
 // reachable yet, still loading, a timeout — is logged and retried with a growing wait (up to 5s) until it
 // passes or ctx ends; then ctx's error is returned together with the last one.
-func redisPreflight(ctx context.Context, store *dedupe.Store, c RedisConfig, log *slog.Logger) error {
+func redisPreflight(ctx context.Context, store *dedupe.Store, c config.Redis, log *slog.Logger) error {
 	wait := preflightFirstWait
 	for attempt := 1; ; attempt++ {
 		err := preflightOnce(ctx, store, c, log)
@@ -176,7 +177,7 @@ func redisPreflight(ctx context.Context, store *dedupe.Store, c RedisConfig, log
 }
 
 // preflightOnce runs the checks once and phrases a refusal in the worker's configuration.
-func preflightOnce(ctx context.Context, store *dedupe.Store, c RedisConfig, log *slog.Logger) error {
+func preflightOnce(ctx context.Context, store *dedupe.Store, c config.Redis, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, preflightAttempt)
 	defer cancel()
 	err := store.Preflight(ctx, dedupe.PreflightOptions{})

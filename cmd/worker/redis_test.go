@@ -12,18 +12,19 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/internal/redistest"
 	"github.com/ordersync/ordersync/pkg/dedupe"
 )
 
-func redisConfig(addrs ...string) RedisConfig {
-	c := defaultConfig().Redis
+func redisConfig(addrs ...string) config.Redis {
+	c := config.Default().Redis
 	c.Addrs = addrs
 	c.DialTimeout = time.Second
 	return c
 }
 
-func mustNewRedis(t *testing.T, c RedisConfig) redis.UniversalClient {
+func mustNewRedis(t *testing.T, c config.Redis) redis.UniversalClient {
 	t.Helper()
 	rdb, err := newRedis(c)
 	if err != nil {
@@ -42,16 +43,16 @@ func redisCtx(t *testing.T) context.Context {
 func TestNewRedisClientKind(t *testing.T) {
 	tests := []struct {
 		name   string
-		change func(c *RedisConfig)
+		change func(c *config.Redis)
 		want   string
 	}{
-		{"one address: a node or a Cluster's endpoint", func(c *RedisConfig) {}, "*redis.ClusterClient"},
-		{"one address with a database: a single node", func(c *RedisConfig) { c.DB = 2 }, "*redis.Client"},
-		{"several addresses: a Cluster", func(c *RedisConfig) { c.Addrs = []string{"a:6379", "b:6379"} }, "*redis.ClusterClient"},
-		{"Sentinels", func(c *RedisConfig) {
+		{"one address: a node or a Cluster's endpoint", func(c *config.Redis) {}, "*redis.ClusterClient"},
+		{"one address with a database: a single node", func(c *config.Redis) { c.DB = 2 }, "*redis.Client"},
+		{"several addresses: a Cluster", func(c *config.Redis) { c.Addrs = []string{"a:6379", "b:6379"} }, "*redis.ClusterClient"},
+		{"Sentinels", func(c *config.Redis) {
 			c.Addrs, c.MasterName = []string{"s1:26379", "s2:26379"}, "mymaster"
 		}, "*redis.Client"},
-		{"one Sentinel", func(c *RedisConfig) { c.MasterName = "mymaster" }, "*redis.Client"},
+		{"one Sentinel", func(c *config.Redis) { c.MasterName = "mymaster" }, "*redis.Client"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,7 +71,7 @@ func claimSpread(t *testing.T, store *dedupe.Store, n int) []dedupe.Key {
 	ctx := redisCtx(t)
 	var keys []dedupe.Key
 	for i := range n {
-		k := dedupe.Key{Channel: channelIDs[i%len(channelIDs)], ID: fmt.Sprintf("REQ-%d", i)}
+		k := dedupe.Key{Channel: config.ChannelIDs[i%len(config.ChannelIDs)], ID: fmt.Sprintf("REQ-%d", i)}
 		c, err := store.Claim(ctx, k, "fp", "owner", time.Minute)
 		if err != nil {
 			t.Fatalf("Claim(%s): %v", k, err)
@@ -353,46 +354,6 @@ func TestResolveSlots(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if diff := cmp.Diff(slots(tt.want...), resolveSlots(slots(tt.in...), tt.seed)); diff != "" {
 				t.Errorf("resolveSlots (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestConfigAllowEviction(t *testing.T) {
-	if defaultConfig().Redis.AllowEviction {
-		t.Error("redis.allow_eviction defaults to true, want false")
-	}
-	tests := []struct {
-		name    string
-		yaml    string
-		environ []string
-		want    bool
-		wantErr string
-	}{
-		{name: "default", yaml: "redis:\n  addrs: [r:6379]\n"},
-		{name: "file", yaml: "redis:\n  allow_eviction: true\n", want: true},
-		{name: "environment over file", yaml: "redis:\n  allow_eviction: true\n", environ: []string{"ORDERSYNC_REDIS_ALLOW_EVICTION=false"}},
-		{name: "environment", environ: []string{"ORDERSYNC_REDIS_ALLOW_EVICTION=true"}, want: true},
-		{name: "not a boolean", yaml: "redis:\n  allow_eviction: sometimes\n", wantErr: "redis.allow_eviction (line 2): must be true or false"},
-		{name: "not a boolean in the environment", environ: []string{"ORDERSYNC_REDIS_ALLOW_EVICTION=sometimes"}, wantErr: "ORDERSYNC_REDIS_ALLOW_EVICTION"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := loadConfig(writeFile(t, "ordersync.yaml", tt.yaml), tt.environ)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("loadConfig: %v, want an error containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("loadConfig: %v", err)
-			}
-			if cfg.Redis.AllowEviction != tt.want {
-				t.Errorf("redis.allow_eviction = %v, want %v", cfg.Redis.AllowEviction, tt.want)
-			}
-			if err := cfg.validate(false); err != nil {
-				t.Errorf("validate: %v", err)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/pkg/consumer"
 )
 
@@ -41,7 +42,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if *channel != "" {
 		ch, ok := cfg.Channels[*channel]
 		if !ok {
-			return fmt.Errorf("--channel: unknown channel %q (known: %s)", *channel, strings.Join(channelIDs, ", "))
+			return fmt.Errorf("--channel: unknown channel %q (known: %s)", *channel, strings.Join(config.ChannelIDs, ", "))
 		}
 		sourceTopic = ch.Topic
 	}

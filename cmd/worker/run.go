@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/pkg/dispatch"
 	"github.com/ordersync/ordersync/pkg/topapi/topsim"
 )
@@ -82,10 +83,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	var sessions map[string]string
 	if cfg.Top.SessionsFile != "" {
-		if sessions, err = loadSessions(cfg.Top.SessionsFile); err != nil {
+		if sessions, err = config.LoadSessions(cfg.Top.SessionsFile); err != nil {
 			return err
 		}
-		if err := checkDefaultSeller(cfg.Top, sessions); err != nil {
+		if err := cfg.Top.CheckDefaultSeller(sessions); err != nil {
 			return fmt.Errorf("invalid configuration:\n%w", err)
 		}
 	}
@@ -98,25 +99,17 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, env
 
 // loadValidConfig loads the file and environment and validates the result; requireSecrets asks
 // for the TOP credentials too (commands that call the gateway).
-func loadValidConfig(path string, environ []string, requireSecrets bool) (Config, error) {
-	cfg, err := loadConfig(path, environ)
+func loadValidConfig(path string, environ []string, requireSecrets bool) (config.Config, error) {
+	cfg, err := config.Load(path, environ)
 	if err != nil {
-		return Config{}, err
+		return config.Config{}, err
 	}
-	if err := cfg.validate(requireSecrets); err != nil {
-		return Config{}, fmt.Errorf("invalid configuration:\n%w", err)
+	validate := cfg.ValidateWithoutCredentials
+	if requireSecrets {
+		validate = cfg.Validate
+	}
+	if err := validate(); err != nil {
+		return config.Config{}, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return cfg, nil
-}
-
-// checkDefaultSeller refuses sessions that lack top.default_seller: every event without a seller
-// would be rejected.
-func checkDefaultSeller(top TopConfig, sessions map[string]string) error {
-	if top.DefaultSeller == "" {
-		return nil
-	}
-	if _, ok := sessions[top.DefaultSeller]; !ok {
-		return fmt.Errorf("top.default_seller: seller %q has no session in %s", top.DefaultSeller, top.SessionsFile)
-	}
-	return nil
 }

@@ -8,14 +8,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/internal/kafkatest"
 	"github.com/ordersync/ordersync/internal/redistest"
 	"github.com/ordersync/ordersync/internal/testcert"
@@ -66,57 +64,15 @@ func randomSecret(t *testing.T, what string) string {
 
 // config is e2e.config with every security key set for this world, logging at debug level so the
 // secret check below covers the most verbose output.
-func (s *secureE2E) config(group string) Config {
+func (s *secureE2E) config(group string) config.Config {
 	cfg := s.e2e.config(group)
-	cfg.Kafka.TLS = KafkaTLS{Enabled: true, CAFile: s.certs.CAFile, CertFile: s.certs.ClientCertFile, KeyFile: s.certs.ClientKeyFile}
-	cfg.Kafka.SASL = KafkaSASL{Mechanism: "scram-sha-512", Username: s.kafkaUser, Password: secret(s.kafkaPass)}
+	cfg.Kafka.TLS = config.KafkaTLS{Enabled: true, CAFile: s.certs.CAFile, CertFile: s.certs.ClientCertFile, KeyFile: s.certs.ClientKeyFile}
+	cfg.Kafka.SASL = config.KafkaSASL{Mechanism: "scram-sha-512", Username: s.kafkaUser, Password: config.Secret(s.kafkaPass)}
 	cfg.Redis.Username = s.redisUser
-	cfg.Redis.Password = secret(s.redisPass)
-	cfg.Redis.TLS = RedisTLS{Enabled: true, CAFile: s.certs.CAFile}
+	cfg.Redis.Password = config.Secret(s.redisPass)
+	cfg.Redis.TLS = config.RedisTLS{Enabled: true, CAFile: s.certs.CAFile}
 	cfg.Log.Level = "debug"
 	return cfg
-}
-
-// secureEnviron renders the keys environ leaves out: TLS, SASL, Redis credentials and the log level.
-func secureEnviron(cfg Config) []string {
-	env := []string{
-		"ORDERSYNC_KAFKA_TLS_ENABLED=" + strconv.FormatBool(cfg.Kafka.TLS.Enabled),
-		"ORDERSYNC_KAFKA_TLS_CA_FILE=" + cfg.Kafka.TLS.CAFile,
-		"ORDERSYNC_KAFKA_TLS_CERT_FILE=" + cfg.Kafka.TLS.CertFile,
-		"ORDERSYNC_KAFKA_TLS_KEY_FILE=" + cfg.Kafka.TLS.KeyFile,
-		"ORDERSYNC_KAFKA_SASL_MECHANISM=" + cfg.Kafka.SASL.Mechanism,
-		"ORDERSYNC_KAFKA_SASL_USERNAME=" + cfg.Kafka.SASL.Username,
-		"ORDERSYNC_KAFKA_SASL_PASSWORD=" + string(cfg.Kafka.SASL.Password),
-		"ORDERSYNC_REDIS_PASSWORD=" + string(cfg.Redis.Password),
-		"ORDERSYNC_REDIS_TLS_ENABLED=" + strconv.FormatBool(cfg.Redis.TLS.Enabled),
-		"ORDERSYNC_REDIS_TLS_CA_FILE=" + cfg.Redis.TLS.CAFile,
-		"ORDERSYNC_LOG_LEVEL=" + cfg.Log.Level,
-	}
-	if cfg.Redis.Username != "" {
-		env = append(env, "ORDERSYNC_REDIS_USERNAME="+cfg.Redis.Username)
-	}
-	return env
-}
-
-// startSecureChild is startChild with secureEnviron's variables as well.
-func (s *secureE2E) startSecureChild(cfg Config) *child {
-	s.t.Helper()
-	cmd := exec.Command(os.Args[0], "run")
-	cmd.Env = append(append(append(os.Environ(), childEnv+"=1"), s.environ(cfg)...), secureEnviron(cfg)...)
-	c := &child{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = c.logs, c.logs
-	if err := cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	go func() { c.err = cmd.Wait(); close(c.done) }()
-	s.t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-c.done
-		if logs := c.logs.String(); s.t.Failed() {
-			s.t.Logf("worker logs (last 16 KiB):\n%s", logs[max(0, len(logs)-16<<10):])
-		}
-	})
-	return c
 }
 
 // seedEvents returns one fresh valid event per channel, made from its seed example.
@@ -143,7 +99,7 @@ func TestE2ESecuredSeedEvents(t *testing.T) {
 			events := seedEvents(t)
 			s.publish(events)
 			cfg := s.config("e2e-secure")
-			c := s.startSecureChild(cfg)
+			c := s.startChild(cfg)
 			addr := httpAddr(t, c)
 
 			got := s.outcomes(events, 60*time.Second)
@@ -178,11 +134,11 @@ func TestE2ESecuredSeedEvents(t *testing.T) {
 func TestE2ESecuredWrongPassword(t *testing.T) {
 	tests := []struct {
 		name         string
-		misconfigure func(c *Config, wrong string) // sets the wrong password
-		want         string                        // what the start-up error names
+		misconfigure func(c *config.Config, wrong string) // sets the wrong password
+		want         string                               // what the start-up error names
 	}{
-		{name: "kafka sasl", misconfigure: func(c *Config, wrong string) { c.Kafka.SASL.Password = secret(wrong) }, want: "kafka.sasl: the brokers refuse the credentials"},
-		{name: "redis", misconfigure: func(c *Config, wrong string) { c.Redis.Password = secret(wrong) }, want: "authentication failed"},
+		{name: "kafka sasl", misconfigure: func(c *config.Config, wrong string) { c.Kafka.SASL.Password = config.Secret(wrong) }, want: "kafka.sasl: the brokers refuse the credentials"},
+		{name: "redis", misconfigure: func(c *config.Config, wrong string) { c.Redis.Password = config.Secret(wrong) }, want: "authentication failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,7 +147,7 @@ func TestE2ESecuredWrongPassword(t *testing.T) {
 			cfg := s.config("e2e-secure-wrong")
 			wrong := randomSecret(t, "wrong")
 			tt.misconfigure(&cfg, wrong)
-			c := s.startSecureChild(cfg)
+			c := s.startChild(cfg)
 			select {
 			case <-c.done:
 			case <-time.After(60 * time.Second):

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/internal/kafkatest"
 	"github.com/ordersync/ordersync/internal/testcert"
 	"github.com/ordersync/ordersync/pkg/dispatch"
@@ -17,9 +18,9 @@ import (
 
 // serveRefused runs the worker in process with cfg and returns the error it stopped with and its
 // logs; it fails the test if the worker is still running after 30 seconds.
-func (e *e2e) serveRefused(cfg Config) (error, string) {
+func (e *e2e) serveRefused(cfg config.Config) (error, string) {
 	e.t.Helper()
-	sessions, err := loadSessions(cfg.Top.SessionsFile)
+	sessions, err := config.LoadSessions(cfg.Top.SessionsFile)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -51,17 +52,17 @@ func TestStartUpRefusals(t *testing.T) {
 		name string
 		opts func(t *testing.T) []kafkatest.Option
 		// setup changes the world or the configuration before start.
-		setup func(t *testing.T, e *e2e, cfg *Config)
+		setup func(t *testing.T, e *e2e, cfg *config.Config)
 		want  string
 	}{
 		{
 			name:  "dead-letter topic missing",
-			setup: func(_ *testing.T, _ *e2e, cfg *Config) { cfg.Kafka.DLQTopic = "orders.dlq.v2" },
+			setup: func(_ *testing.T, _ *e2e, cfg *config.Config) { cfg.Kafka.DLQTopic = "orders.dlq.v2" },
 			want:  `kafka.dlq_topic: topic "orders.dlq.v2" does not exist: create it`,
 		},
 		{
 			name: "channel topic missing",
-			setup: func(_ *testing.T, _ *e2e, cfg *Config) {
+			setup: func(_ *testing.T, _ *e2e, cfg *config.Config) {
 				ch := cfg.Channels["omni-saas"]
 				ch.Topic = "orders.omni.v2"
 				cfg.Channels["omni-saas"] = ch
@@ -70,7 +71,7 @@ func TestStartUpRefusals(t *testing.T) {
 		},
 		{
 			name: "dead-letter topic takes smaller records",
-			setup: func(t *testing.T, e *e2e, _ *Config) {
+			setup: func(t *testing.T, e *e2e, _ *config.Config) {
 				client := &kafka.Client{Addr: kafka.TCP(e.broker.Addr()), Transport: e.broker.Transport(), Timeout: 10 * time.Second}
 				res, err := client.IncrementalAlterConfigs(context.Background(), &kafka.IncrementalAlterConfigsRequest{
 					Resources: []kafka.IncrementalAlterConfigsRequestResource{{
@@ -101,8 +102,8 @@ func TestStartUpRefusals(t *testing.T) {
 				return []kafkatest.Option{kafkatest.WithSASL("SCRAM-SHA-512", "admin", "admin-password"),
 					kafkatest.WithUser("SCRAM-SHA-512", user, pass, acls...)}
 			},
-			setup: func(_ *testing.T, _ *e2e, cfg *Config) {
-				cfg.Kafka.SASL = KafkaSASL{Mechanism: "scram-sha-512", Username: user, Password: secret(pass)}
+			setup: func(_ *testing.T, _ *e2e, cfg *config.Config) {
+				cfg.Kafka.SASL = config.KafkaSASL{Mechanism: "scram-sha-512", Username: user, Password: config.Secret(pass)}
 			},
 			want: `kafka.results_topic: not authorized for topic "orders.results": grant the worker's user DESCRIBE and WRITE on it`,
 		},
@@ -115,12 +116,12 @@ func TestStartUpRefusals(t *testing.T) {
 				}
 				return []kafkatest.Option{kafkatest.WithTLS(certs.ServerConfig(false), certs.ClientConfig(false))}
 			},
-			setup: func(t *testing.T, _ *e2e, cfg *Config) {
+			setup: func(t *testing.T, _ *e2e, cfg *config.Config) {
 				other, err := testcert.New(t.TempDir()) // another CA
 				if err != nil {
 					t.Fatal(err)
 				}
-				cfg.Kafka.TLS = KafkaTLS{Enabled: true, CAFile: other.CAFile}
+				cfg.Kafka.TLS = config.KafkaTLS{Enabled: true, CAFile: other.CAFile}
 			},
 			want: "kafka.tls: the brokers' certificate is not trusted (kafka.tls.ca_file)",
 		},

@@ -23,6 +23,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/internal/telemetry"
 	"github.com/ordersync/ordersync/pkg/consumer"
 	"github.com/ordersync/ordersync/pkg/dedupe"
@@ -31,25 +32,12 @@ import (
 	"github.com/ordersync/ordersync/pkg/topapi"
 )
 
-// The shutdown budget (worker.shutdown_timeout): in-flight events get what is left after a call
-// sent just before the drain ended (top.timeout: a sent call is not cut short, see topapi.Call),
-// storing its answer (storeTimeout) and flushing, committing and closing (closeTimeout).
-const (
-	storeTimeout = 5 * time.Second
-	closeTimeout = 2 * time.Second
-)
-
-// drainTimeout is how long in-flight events may run on after a revoke or SIGTERM.
-func drainTimeout(cfg Config) time.Duration {
-	return cfg.Worker.ShutdownTimeout - cfg.Top.Timeout - storeTimeout - closeTimeout
-}
-
 // reasonCredentials is the pause reason of refused credentials (see pipeline.PauseReasons).
 const reasonCredentials = "credentials"
 
 // gatewaysOf is the pipeline's gateways: top.gateway_url, and one per distinct gateway_url of
 // the enabled channels, sharing client's app key, secret, rate limits and bans.
-func gatewaysOf(cfg Config, client *topapi.Client) ([]pipeline.Gateway, error) {
+func gatewaysOf(cfg config.Config, client *topapi.Client) ([]pipeline.Gateway, error) {
 	gws := []pipeline.Gateway{{Name: gatewayName(cfg.Top.GatewayURL), Caller: client}}
 	byURL := map[string]int{}
 	ids := make([]string, 0, len(cfg.Channels))
@@ -87,7 +75,7 @@ func gatewaysOf(cfg Config, client *topapi.Client) ([]pipeline.Gateway, error) {
 	return gws, nil
 }
 
-func urlOf(cfg Config, gw pipeline.Gateway) string {
+func urlOf(cfg config.Config, gw pipeline.Gateway) string {
 	if gw.Channels == nil {
 		return cfg.Top.GatewayURL
 	}
@@ -103,7 +91,7 @@ func gatewayName(raw string) string {
 	return u.Host
 }
 
-func breakerOf(b Breaker) pipeline.Breaker {
+func breakerOf(b config.Breaker) pipeline.Breaker {
 	return pipeline.Breaker{
 		Disabled:            !b.Enabled,
 		ConsecutiveFailures: uint32(b.ConsecutiveFailures),
@@ -129,7 +117,7 @@ type hooks struct {
 // serve runs the worker until ctx is cancelled, then shuts down in order within
 // worker.shutdown_timeout: stop fetching → drain in-flight events → flush the producer → commit →
 // close Redis, HTTP and telemetry.
-func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut io.Writer, h *hooks) error {
+func serve(ctx context.Context, cfg config.Config, sessions map[string]string, logOut io.Writer, h *hooks) error {
 	if h == nil {
 		h = &hooks{}
 	}
@@ -216,7 +204,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		Retention:       cfg.Worker.Retention,
 		MaxMessageBytes: cfg.Worker.MaxMessageBytes,
 		MaxRecordBytes:  cfg.Kafka.MaxRecordBytes,
-		StoreTimeout:    storeTimeout,
+		StoreTimeout:    config.StoreTimeout,
 		Retry: pipeline.Retry{
 			InitialInterval:     cfg.Top.Retry.InitialInterval,
 			Multiplier:          cfg.Top.Retry.Multiplier,
@@ -277,7 +265,7 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 		HeartbeatInterval: cfg.Kafka.HeartbeatInterval,
 		MaxInFlight:       cfg.Worker.MaxInFlight,
 		RedactKey:         telemetry.MaskPhone,
-		DrainTimeout:      drainTimeout(cfg),
+		DrainTimeout:      cfg.DrainTimeout(),
 		Logger:            log,
 		TracerProvider:    tp,
 		MeterProvider:     mp,
@@ -335,9 +323,9 @@ func serve(ctx context.Context, cfg Config, sessions map[string]string, logOut i
 	if path := cfg.Top.SessionsFile; path != "" {
 		g.Go(func() error {
 			watchFile(gctx, path, cfg.Top.ReloadInterval, log, func([]byte) error {
-				m, err := loadSessions(path)
+				m, err := config.LoadSessions(path)
 				if err == nil {
-					err = checkDefaultSeller(cfg.Top, m)
+					err = cfg.Top.CheckDefaultSeller(m)
 				}
 				if err != nil {
 					return err
@@ -415,7 +403,7 @@ func logLevel(s string) slog.Level {
 
 // kafkaClients builds the dialer (consumer group and fetchers) and the transport (producer)
 // with the configured TLS and SASL.
-func kafkaClients(c KafkaConfig) (*kafka.Dialer, *kafka.Transport, error) {
+func kafkaClients(c config.Kafka) (*kafka.Dialer, *kafka.Transport, error) {
 	dialer := &kafka.Dialer{ClientID: c.ClientID, Timeout: 10 * time.Second, DualStack: true}
 	transport := &kafka.Transport{ClientID: c.ClientID, DialTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	if c.TLS.Enabled {
@@ -435,7 +423,7 @@ func kafkaClients(c KafkaConfig) (*kafka.Dialer, *kafka.Transport, error) {
 	return dialer, transport, nil
 }
 
-func saslMechanism(c KafkaSASL) (sasl.Mechanism, error) {
+func saslMechanism(c config.KafkaSASL) (sasl.Mechanism, error) {
 	switch c.Mechanism {
 	case "plain":
 		return plain.Mechanism{Username: c.Username, Password: string(c.Password)}, nil

@@ -1,0 +1,45 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+)
+
+// redacted is what a non-empty Secret prints as.
+const redacted = "[REDACTED]"
+
+// ChannelIDs are the channels the worker knows (DESIGN.md §2), in the order the design lists them.
+// A channel id in the configuration that is not one of these fails Validate.
+var ChannelIDs = []string{"tmall-aliauto", "omni-saas", "icbu-trade", "mos-haiding", "diantao-tripartite"}
+
+// Secret is a string that never prints: fmt (every verb), slog, encoding/json and YAML all show
+// "[REDACTED]" for a non-empty value and "" for an empty one. Use string(s) where the value is needed.
+type Secret string
+
+// Format implements fmt.Formatter for every verb, so %v, %s, %q, %#v and %x never reveal the value.
+func (s Secret) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", s.String())
+		return
+	}
+	io.WriteString(f, s.String())
+}
+
+// String returns "[REDACTED]" for a non-empty Secret and "" for an empty one.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalJSON implements json.Marshaler.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// MarshalYAML implements yaml.Marshaler.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }

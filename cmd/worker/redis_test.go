@@ -15,6 +15,7 @@ import (
 	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/internal/redistest"
 	"github.com/ordersync/ordersync/pkg/dedupe"
+	"github.com/ordersync/ordersync/pkg/dispatch"
 )
 
 func redisConfig(addrs ...string) config.Redis {
@@ -71,7 +72,7 @@ func claimSpread(t *testing.T, store *dedupe.Store, n int) []dedupe.Key {
 	ctx := redisCtx(t)
 	var keys []dedupe.Key
 	for i := range n {
-		k := dedupe.Key{Channel: config.ChannelIDs[i%len(config.ChannelIDs)], ID: fmt.Sprintf("REQ-%d", i)}
+		k := dedupe.Key{Channel: dispatch.ChannelIDs()[i%len(dispatch.ChannelIDs())], ID: fmt.Sprintf("REQ-%d", i)}
 		c, err := store.Claim(ctx, k, "fp", "owner", time.Minute)
 		if err != nil {
 			t.Fatalf("Claim(%s): %v", k, err)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/pkg/consumer"
+	"github.com/ordersync/ordersync/pkg/dispatch"
 )
 
 // runReplay is `worker replay`: it re-publishes the dead letters currently in the DLQ topic to
@@ -42,7 +42,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if *channel != "" {
 		ch, ok := cfg.Channels[*channel]
 		if !ok {
-			return fmt.Errorf("--channel: unknown channel %q (known: %s)", *channel, strings.Join(config.ChannelIDs, ", "))
+			return fmt.Errorf("--channel: unknown channel %q (known: %s)", *channel, strings.Join(dispatch.ChannelIDs(), ", "))
 		}
 		sourceTopic = ch.Topic
 	}

@@ -12,7 +12,11 @@
 // maps a Config onto them.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/ordersync/ordersync/pkg/dispatch"
+)
 
 // envPrefix starts every environment variable that overrides a configuration key. Every variable with
 // this prefix must name a key: a typo is an error, not a silently ignored setting.
@@ -183,8 +187,8 @@ type Log struct {
 
 // Default returns the configuration used when neither the file nor the environment sets a key.
 func Default() Config {
-	channels := make(map[string]Channel, len(ChannelIDs))
-	for _, id := range ChannelIDs {
+	channels := make(map[string]Channel, len(dispatch.ChannelIDs()))
+	for _, id := range dispatch.ChannelIDs() {
 		channels[id] = Channel{Enabled: true, Topic: "orders." + id}
 	}
 	return Config{

@@ -10,10 +10,6 @@ import (
 // redacted is what a non-empty Secret prints as.
 const redacted = "[REDACTED]"
 
-// ChannelIDs are the channels the worker knows (DESIGN.md §2), in the order the design lists them.
-// A channel id in the configuration that is not one of these fails Validate.
-var ChannelIDs = []string{"tmall-aliauto", "omni-saas", "icbu-trade", "mos-haiding", "diantao-tripartite"}
-
 // Secret is a string that never prints: fmt (every verb), slog, encoding/json and YAML all show
 // "[REDACTED]" for a non-empty value and "" for an empty one. Use string(s) where the value is needed.
 type Secret string

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ordersync/ordersync/pkg/consumer"
+	"github.com/ordersync/ordersync/pkg/dispatch"
 )
 
 // StoreTimeout bounds storing the answer of a call that was answered; CloseTimeout bounds
@@ -267,8 +268,8 @@ func (c Config) validate(requireSecrets bool) error {
 	for _, id := range ids {
 		ch := c.Channels[id]
 		key := "channels." + id
-		if !slices.Contains(ChannelIDs, id) {
-			bad(key, "unknown channel (known: %s)", strings.Join(ChannelIDs, ", "))
+		if !slices.Contains(dispatch.ChannelIDs(), id) {
+			bad(key, "unknown channel (known: %s)", strings.Join(dispatch.ChannelIDs(), ", "))
 			continue
 		}
 		if ch.GatewayURL != "" {

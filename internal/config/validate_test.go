@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ordersync/ordersync/pkg/dispatch"
 )
 
 func TestValidate(t *testing.T) {
@@ -111,12 +113,12 @@ func TestValidate(t *testing.T) {
 		{name: "max message bytes", change: func(c *Config) { c.Worker.MaxMessageBytes = 0 }, want: "worker.max_message_bytes: must be ≥ 1"},
 		{name: "unknown channel", change: func(c *Config) { c.Channels["tmall-trade"] = Channel{Enabled: true, Topic: "x"} }, want: "channels.tmall-trade: unknown channel"},
 		{name: "no channel enabled", change: func(c *Config) {
-			for _, id := range ChannelIDs {
+			for _, id := range dispatch.ChannelIDs() {
 				c.enable(id, false)
 			}
 		}, want: "channels: at least one channel must be enabled"},
 		{name: "one channel enabled", change: func(c *Config) {
-			for _, id := range ChannelIDs[1:] {
+			for _, id := range dispatch.ChannelIDs()[1:] {
 				c.enable(id, false)
 			}
 		}},

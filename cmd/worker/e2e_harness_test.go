@@ -445,7 +445,7 @@ func (e *e2e) outcomes(events []testEvent, wait time.Duration) map[string][]disp
 func (e *e2e) checkDelivery(events []testEvent, got map[string][]dispatch.Outcome, allowDup bool, crashes ...time.Time) {
 	e.t.Helper()
 	// Keys the worker reported ambiguous: the platform does not deduplicate that API, and a re-send
-	// after an ambiguous outcome is sent again by design (DESIGN.md §6: the claim is released so a
+	// after an ambiguous outcome is sent again by design (docs/ARCHITECTURE.md, "Dedupe states": the claim is released so a
 	// re-send or a replay can try again).
 	ambiguous := map[string]bool{}
 	for _, ev := range events {

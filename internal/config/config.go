@@ -35,7 +35,7 @@ type Config struct {
 	Redis  Redis  `yaml:"redis"`
 	Top    Top    `yaml:"top"`
 	Worker Worker `yaml:"worker"`
-	// Channels by channel id (DESIGN.md §2). Every channel is present and enabled by default with its
+	// Channels by channel id (dispatch.ChannelIDs). Every channel is present and enabled by default with its
 	// default topic; a file or the environment changes single fields of a channel, so a channel left out
 	// of the file keeps its defaults. Set enabled: false to stop consuming a channel.
 	Channels map[string]Channel `yaml:"channels"`
@@ -144,7 +144,7 @@ type Breaker struct {
 	MaxOpenFor          time.Duration `yaml:"max_open_for"`         // default 2m
 }
 
-// Retry is `top.retry`: exponential backoff with jitter (DESIGN.md §7).
+// Retry is `top.retry`: exponential backoff with jitter for transient gateway errors.
 type Retry struct {
 	InitialInterval     time.Duration `yaml:"initial_interval"`     // default 200ms
 	Multiplier          float64       `yaml:"multiplier"`           // default 2

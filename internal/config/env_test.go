@@ -177,7 +177,7 @@ func TestEnvCoversEveryKey(t *testing.T) {
 		"ORDERSYNC_KAFKA_SASL_PASSWORD", "ORDERSYNC_REDIS_PASSWORD", "ORDERSYNC_KAFKA_TLS_CA_FILE",
 	} {
 		if _, ok := keys[name]; !ok {
-			t.Errorf("no configuration variable %s (DESIGN.md §8 names it)", name)
+			t.Errorf("no configuration variable %s (the README's configuration table names it)", name)
 		}
 	}
 }

@@ -13,7 +13,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Headers of a dead letter, besides the original message's own (DESIGN.md §4).
+// Headers of a dead letter, besides the original message's own: why it failed and where it came
+// from, so `worker replay` can send it back.
 const (
 	HeaderError           = "ordersync-error"
 	HeaderSourceTopic     = "ordersync-source-topic"

@@ -26,7 +26,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	outcome := make([]byte, 600) // about the size of an outcome event (DESIGN.md §4)
+	outcome := make([]byte, 600) // about the size of an outcome event (orders.results)
 	for i := range outcome {
 		outcome[i] = 'a' + byte(i%26)
 	}

@@ -22,7 +22,7 @@
 // A takeover is reported: Claim.TookOver is set and Claim.PreviousOwner names the owner whose expired
 // claim was taken (the record keeps it while the claim lasts, so a repeated Claim reports it again). That
 // owner may have called the platform before it crashed or stalled; a caller whose platform does not
-// deduplicate the call must not call again (DESIGN.md §7, "Ambiguity"). A claim of a new or released key
+// deduplicate the call must not call again (see "Crash windows" below). A claim of a new or released key
 // is no takeover: a release means the owner gave the key up knowingly.
 //
 // # Fencing

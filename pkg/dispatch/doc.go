@@ -16,7 +16,7 @@
 // problem is reported.
 //
 // The result, a [Prepared], holds the idempotency key (the envelope's
-// idempotency_key, else the channel default of DESIGN.md §2), the request
+// idempotency_key, else the channel's default, e.g. omni-saas request_no), the request
 // [Fingerprint], and the topapi.Request to send: one form parameter per
 // top-level business parameter, objects and lists as compact JSON, absent
 // optional fields omitted.
@@ -25,7 +25,8 @@
 //
 // [Channel.Interpret] reads the API's business flag from a successful call's
 // inner response object; [ErrorFromTOP] describes a failed call. [Outcome] is
-// the result event, JSON exactly as DESIGN.md §4.
+// the result event; its JSON form is the documented outcome schema
+// (api/schemas/outcome.json).
 //
 // # Gateway simulator
 //

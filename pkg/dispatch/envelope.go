@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of the input event contract (DESIGN.md §3).
+// Limits of the input event: what is rejected before the value is parsed further.
 const (
 	// DefaultMaxBytes is the largest message value DecodeEnvelope accepts
 	// when its maxBytes is 0 or negative: 1 MiB.
@@ -27,7 +27,7 @@ const (
 	MaxIdempotencyKeyLen = 256
 )
 
-// Envelope is a decoded input event (DESIGN.md §3). Unknown top-level fields
+// Envelope is a decoded input event. Unknown top-level fields
 // of the message are ignored.
 type Envelope struct {
 	// EventID identifies the event: 1..MaxEventIDLen characters.

@@ -31,7 +31,7 @@ var icbuTradeSpec = &spec{
 	info:         mustStructInfo(reflect.TypeFor[IcbuTradeRequest]()),
 	keyFromEvent: true, // no natural key in the request: idempotency_key, else event_id
 	// dedupedBy: none — the platform sees no idempotency field, so a failed call that may have
-	// been executed is ambiguous and is not repeated (DESIGN.md §7).
+	// been executed is ambiguous and is not repeated (docs/ARCHITECTURE.md, "Failure classes").
 	interpret: interpretIcbu,
 }
 

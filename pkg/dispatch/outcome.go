@@ -15,7 +15,7 @@ const HeaderChannel = "ordersync-channel"
 // Schema is the value of Outcome.Schema.
 const Schema = "ordersync.outcome.v1"
 
-// Outcome statuses (DESIGN.md §4).
+// Outcome statuses.
 const (
 	// StatusSucceeded: the platform accepted the call and the API's business
 	// flag, where it has one, is true.
@@ -68,7 +68,7 @@ type Source struct {
 }
 
 // Outcome is what happened to one consumed event, published to the results
-// topic. Its JSON form is DESIGN.md §4 exactly, fields in that order;
+// topic. Its JSON form is api/schemas/outcome.json, fields in that order;
 // response, error, request_id and trace_id are omitted when empty. Schema
 // is written as [Schema] when left empty.
 type Outcome struct {

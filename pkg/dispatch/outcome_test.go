@@ -12,7 +12,7 @@ import (
 )
 
 // TestOutcomeGolden compares the JSON of outcomes byte for byte with
-// testdata/outcome/*.json: DESIGN.md §4's fields, in its order, optional
+// testdata/outcome/*.json: the outcome event's fields, in the documented order, optional
 // ones omitted when empty.
 func TestOutcomeGolden(t *testing.T) {
 	cst := time.FixedZone("CST", 8*3600)

@@ -23,7 +23,7 @@ type Prepared struct {
 	EventID string
 	Seller  string
 	// IdempotencyKey is the envelope's idempotency_key when given, else the
-	// channel's default key (DESIGN.md §2).
+	// channel's default key (spec.key).
 	IdempotencyKey string
 	// Fingerprint is Fingerprint(envelope request, seller).
 	Fingerprint string

@@ -277,7 +277,7 @@ func (g *schemaGen) def(si *structInfo) obj {
 	return ref
 }
 
-// keyDocs says how each channel derives its default idempotency key (DESIGN.md §2); a test
+// keyDocs says how each channel derives its default idempotency key (the channel table of the README); a test
 // checks it against Prepare.
 var keyDocs = map[string]string{
 	"tmall-aliauto":      "request.sync_single_order_req.idempotent_id",

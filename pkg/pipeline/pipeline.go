@@ -42,7 +42,7 @@ var (
 	_ consumer.Processor = (*Pipeline)(nil)
 )
 
-// Retry is the gateway retry policy for transient errors (DESIGN.md §7).
+// Retry is the gateway retry policy for transient errors (topapi.Error.Retryable).
 type Retry struct {
 	InitialInterval     time.Duration // default 200ms
 	Multiplier          float64       // default 2
@@ -108,7 +108,7 @@ type Config struct {
 
 // Pipeline processes one consumed event: decode and validate it, claim its idempotency key,
 // call the TOP API with retry, store the outcome, and return the outcome record (plus a dead
-// letter where DESIGN.md §4 asks for one) for the consumer to publish. It is safe for concurrent
+// letter for a rejected event or a failure of kind exhausted, auth, ambiguous or dedupe-corrupt) for the consumer to publish. It is safe for concurrent
 // use and implements consumer.Processor.
 type Pipeline struct {
 	cfg    Config
@@ -404,7 +404,7 @@ func (p *Pipeline) deliver(ctx context.Context, ev *event, release *func()) (dea
 	v, err := p.call(ctx, ev, key, owner, token)
 	if err != nil || v != store {
 		// Nothing the platform executed, or nothing known of it: the claim is released so that a
-		// re-send or a replay from the dead-letter topic can try again (DESIGN.md §6).
+		// re-send or a replay from the dead-letter topic can try again (docs/ARCHITECTURE.md, "Dedupe states").
 		(*release)()
 		*release = nil
 		return v == deadLetter, err

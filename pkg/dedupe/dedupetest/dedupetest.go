@@ -596,7 +596,7 @@ func testCorrupt(t *testing.T, e Env) {
 
 func testTakeoverReported(t *testing.T, e Env) {
 	// A caller whose platform does not deduplicate must know when it takes over a claim whose owner may
-	// have called the platform already (DESIGN.md §7, "Ambiguity").
+	// have called the platform already (a platform without an idempotency field would execute it twice).
 	ctx := ctxFor(t)
 	a := mustClaimed(t, e, keyA, fpA, "a", shortLease, 1)
 	if a.TookOver || a.PreviousOwner != "" {

@@ -8,7 +8,7 @@ import (
 )
 
 // fakeRules knows the five seed methods well enough for the simulator's
-// tests: session needs per DESIGN.md §2, a few required fields and the
+// tests: session needs per the channel table, a few required fields and the
 // default idempotency keys. The real rules live in pkg/dispatch.
 type fakeRules struct{}
 

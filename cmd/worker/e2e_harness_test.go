@@ -48,6 +48,9 @@ func TestMain(m *testing.M) {
 			// Profiling a child worker while a test drives it: E2E_PPROF=127.0.0.1:6060.
 			go func() { _ = http.ListenAndServe(addr, nil) }()
 		}
+		if os.Getenv(passThroughEnv) == "1" {
+			testHooks = &hooks{processor: newPassThrough}
+		}
 		main()
 		return
 	}
@@ -260,7 +263,7 @@ func (e *e2e) startWorkerWith(cfg config.Config, topts *telemetry.Options) *work
 // child is a worker running as a separate process.
 type child struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs logSink
 	done chan struct{} // closed when the process has exited; err is then set
 	err  error
 }
@@ -268,9 +271,16 @@ type child struct {
 // startChild runs the worker as a child process configured only through ORDERSYNC_* variables.
 func (e *e2e) startChild(cfg config.Config) *child {
 	e.t.Helper()
+	return e.startChildWith(cfg, &syncBuffer{})
+}
+
+// startChildWith is startChild with the worker's output going to logs and extra environment
+// variables (not configuration: those come from cfg).
+func (e *e2e) startChildWith(cfg config.Config, logs logSink, extraEnv ...string) *child {
+	e.t.Helper()
 	cmd := exec.Command(os.Args[0], "run")
-	cmd.Env = append(append(os.Environ(), childEnv+"=1"), e.environ(cfg)...)
-	c := &child{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Env = append(append(append(os.Environ(), childEnv+"=1"), e.environ(cfg)...), extraEnv...)
+	c := &child{cmd: cmd, logs: logs, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.logs, c.logs
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -284,6 +294,18 @@ func (e *e2e) startChild(cfg config.Config) *child {
 		}
 	})
 	return c
+}
+
+// logSink collects a worker's output.
+type logSink interface {
+	io.Writer
+	String() string
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }
 
 // testEvent is one published event and the outcome status it must get.

@@ -94,7 +94,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		fmt.Fprintf(stdout, "configuration OK (%d channel(s) enabled, %d seller session(s))\n", len(cfg.ChannelTopics()), len(sessions))
 		return nil
 	}
-	return serve(ctx, cfg, sessions, stderr, nil)
+	return serve(ctx, cfg, sessions, stderr, testHooks)
 }
 
 // loadValidConfig loads the file and environment and validates the result; requireSecrets asks

@@ -112,7 +112,14 @@ type hooks struct {
 	// emulatedRedis skips the Redis start-up checks: dev mode's in-process Redis (miniredis)
 	// reports no server version or memory policy.
 	emulatedRedis bool
+	// processor replaces the pipeline as the consumer's processor (the benchmark's pass-through
+	// ceiling); it gets the pipeline it replaces.
+	processor func(cfg config.Config, p consumer.Processor) consumer.Processor
 }
+
+// testHooks are the hooks of `worker run`: nil, except in a worker the tests start as a child
+// process.
+var testHooks *hooks
 
 // serve runs the worker until ctx is cancelled, then shuts down in order within
 // worker.shutdown_timeout: stop fetching → drain in-flight events → flush the producer → commit →
@@ -243,6 +250,10 @@ func serve(ctx context.Context, cfg config.Config, sessions map[string]string, l
 	if cfg.Kafka.StartOffset == "last" {
 		startOffset = kafka.LastOffset
 	}
+	var proc consumer.Processor = pipe
+	if h.processor != nil {
+		proc = h.processor(cfg, pipe)
+	}
 	cons, err := consumer.New(consumer.Config{
 		Brokers:           cfg.Kafka.Brokers,
 		GroupID:           cfg.Kafka.GroupID,
@@ -270,7 +281,7 @@ func serve(ctx context.Context, cfg config.Config, sessions map[string]string, l
 		TracerProvider:    tp,
 		MeterProvider:     mp,
 		Propagator:        tel.Propagator(),
-	}, pipe)
+	}, proc)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ type Options struct {
 // methods are safe for concurrent use. Create it only with Setup.
 type Telemetry struct {
 	tp        trace.TracerProvider
-	sdkTP     *sdktrace.TracerProvider // nil when the SDK is disabled
+	sdkTP     *sdktrace.TracerProvider // nil when the SDK is disabled or there is no exporter
 	exporter  sdktrace.SpanExporter    // unused exporter to shut down (SDK disabled)
 	mp        *sdkmetric.MeterProvider
 	prop      propagation.TextMapPropagator
@@ -93,7 +93,10 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 		if err != nil {
 			return nil, err
 		}
-		t.tp, t.sdkTP = sdkTP, sdkTP
+		t.tp, t.sdkTP = idTracerProvider{}, sdkTP
+		if sdkTP != nil {
+			t.tp = sdkTP
+		}
 	}
 
 	mp, handler, err := newMeterProvider(res, opts.Logger)
@@ -114,8 +117,10 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	return t, nil
 }
 
-// TracerProvider returns the tracer provider: an *sdktrace.TracerProvider,
-// or a no-op provider when OTEL_SDK_DISABLED=true.
+// TracerProvider returns the tracer provider: an *sdktrace.TracerProvider when
+// a span exporter is configured; without one, a provider whose spans record
+// nothing but carry trace and span ids (outcomes and logs keep their trace_id);
+// a no-op provider when OTEL_SDK_DISABLED=true.
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
 
 // MeterProvider returns the meter provider feeding [Telemetry.MetricsHandler].

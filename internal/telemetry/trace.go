@@ -34,6 +34,8 @@ func exporterConfigured(getenv func(string) string) bool {
 	return false
 }
 
+// newTracerProvider returns the SDK's tracer provider exporting to exp or to the exporter the
+// environment configures, or, with neither, an idTracerProvider (nil *sdktrace.TracerProvider).
 func newTracerProvider(ctx context.Context, res *resource.Resource, exp sdktrace.SpanExporter, getenv func(string) string) (*sdktrace.TracerProvider, error) {
 	if exp == nil && exporterConfigured(getenv) {
 		var err error
@@ -50,11 +52,10 @@ func newTracerProvider(ctx context.Context, res *resource.Resource, exp sdktrace
 			exp = nil
 		}
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	if exp != nil {
-		opts = append(opts, sdktrace.WithBatcher(maskingExporter{next: exp}))
+	if exp == nil {
+		return nil, nil
 	}
-	return sdktrace.NewTracerProvider(opts...), nil
+	return sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(maskingExporter{next: exp})), nil
 }
 
 func disabledTracerProvider() trace.TracerProvider { return noop.NewTracerProvider() }

@@ -80,7 +80,9 @@ func TestObservabilityMetrics(t *testing.T) {
 	g := newEventGen(t)
 	events := mix(g, 100, 10, 10)
 	e.publish(events)
-	w := e.startWorkerWith(e.config("obs-metrics"), &telemetry.Options{SpanExporter: newSpanCollector(), Getenv: noOTelEnv})
+	cfg := e.config("obs-metrics")
+	cfg.Worker.ClientTelemetry = true // db_client_* and http_client_* too
+	w := e.startWorkerWith(cfg, &telemetry.Options{SpanExporter: newSpanCollector(), Getenv: noOTelEnv})
 	e.outcomes(events, 120*time.Second)
 
 	// What the metrics must say, from the outcomes, the DLQ and the simulator.

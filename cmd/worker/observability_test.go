@@ -168,6 +168,7 @@ func TestObservabilityTrace(t *testing.T) {
 	e := newE2E(t, 1)
 	col := newSpanCollector()
 	cfg := e.config("obs-trace")
+	cfg.Worker.ClientTelemetry = true // the Redis command and HTTP request spans too
 	w := e.startWorkerWith(cfg, &telemetry.Options{SpanExporter: col, Getenv: noOTelEnv})
 
 	ev := newEventGen(t).valid("omni-saas", "trace")
@@ -393,6 +394,25 @@ func TestObservabilityDeadLetterTrace(t *testing.T) {
 		if !cmp.Equal(tps, []string{want}) {
 			t.Errorf("%s record traceparent headers %q, want exactly [%s] (its send span)", m.Topic, tps, want)
 		}
+	}
+}
+
+// By default an event's trace holds the worker's own spans only: no span per Redis command or
+// per HTTP request (worker.client_telemetry).
+func TestObservabilityDefaultSpans(t *testing.T) {
+	e := newE2E(t, 1)
+	col := newSpanCollector()
+	w := e.startWorkerWith(e.config("obs-default"), &telemetry.Options{SpanExporter: col, Getenv: noOTelEnv})
+	ev := newEventGen(t).valid("omni-saas", "default-spans")
+	publishWithHeaders(e, ev, kafka.Header{Key: "traceparent", Value: []byte(upstreamParent)})
+	readRecords(e, "orders.results", 1)
+	stopObserved(t, w)
+
+	tid, _ := trace.TraceIDFromHex(upstreamTraceID)
+	got := obsSpans(col.GetSpans()).where(func(s tracetest.SpanStub) bool { return s.SpanContext.TraceID() == tid }).names()
+	want := []string{"dedupe claim", "dedupe complete", "process orders.omni-saas", "send orders.results", "top alibaba.omni.saas.order.create"}
+	if !cmp.Equal(sortedNames(got), want) {
+		t.Errorf("spans %q, want %q", sortedNames(got), want)
 	}
 }
 

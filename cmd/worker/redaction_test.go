@@ -37,6 +37,7 @@ func TestObservabilityRedaction(t *testing.T) {
 
 	col := newSpanCollector()
 	cfg := e.config("obs-redact")
+	cfg.Worker.ClientTelemetry = true // every span there is
 	cfg.Log.Level = "debug"
 	w := e.startWorkerWith(cfg, &telemetry.Options{SpanExporter: col, Getenv: noOTelEnv})
 	for _, ev := range events {

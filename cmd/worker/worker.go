@@ -162,8 +162,10 @@ func serve(ctx context.Context, cfg config.Config, sessions map[string]string, l
 		return err
 	}
 	defer rdb.Close()
-	if err := telemetry.InstrumentRedis(rdb, tp, mp); err != nil {
-		return fmt.Errorf("instrument redis: %w", err)
+	if cfg.Worker.ClientTelemetry {
+		if err := telemetry.InstrumentRedis(rdb, tp, mp); err != nil {
+			return fmt.Errorf("instrument redis: %w", err)
+		}
 	}
 	store, err := dedupe.New(rdb, dedupe.Config{Prefix: cfg.Redis.KeyPrefix, ClaimRetention: cfg.Worker.Retention})
 	if err != nil {
@@ -174,7 +176,10 @@ func serve(ctx context.Context, cfg config.Config, sessions map[string]string, l
 	if err != nil {
 		return err
 	}
-	httpClient := &http.Client{Transport: telemetry.HTTPTransport(topapi.NewTransport(), tp, mp)}
+	httpClient := &http.Client{Transport: topapi.NewTransport()}
+	if cfg.Worker.ClientTelemetry {
+		httpClient.Transport = telemetry.HTTPTransport(httpClient.Transport, tp, mp)
+	}
 	client, err := topapi.New(topapi.Config{
 		Gateway:           cfg.Top.GatewayURL,
 		AppKey:            cfg.Top.AppKey,

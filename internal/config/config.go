@@ -164,6 +164,10 @@ type Worker struct {
 	// credentials) is probed again; it doubles up to MaxProbeInterval while probes fail.
 	ProbeInterval    time.Duration `yaml:"probe_interval"`     // default 5s
 	MaxProbeInterval time.Duration `yaml:"max_probe_interval"` // default 1m
+	// ClientTelemetry adds a span and metrics per Redis command (redisotel) and per gateway HTTP
+	// request (otelhttp) beneath the worker's own dedupe and top spans and metrics. Default false:
+	// they double the spans of an event and cost CPU on every one.
+	ClientTelemetry bool `yaml:"client_telemetry"`
 }
 
 // Channel is one entry of `channels`.

@@ -167,7 +167,7 @@ func serve(ctx context.Context, cfg config.Config, sessions map[string]string, l
 			return fmt.Errorf("instrument redis: %w", err)
 		}
 	}
-	store, err := dedupe.New(rdb, dedupe.Config{Prefix: cfg.Redis.KeyPrefix, ClaimRetention: cfg.Worker.Retention})
+	store, err := dedupe.New(rdb, dedupe.Config{Prefix: cfg.Redis.KeyPrefix, ClaimRetention: cfg.Worker.Retention, AutoPipeline: cfg.Redis.AutoPipeline})
 	if err != nil {
 		return err
 	}

@@ -97,6 +97,9 @@ type Redis struct {
 	// dedupe records before their retention ends (an evicted record lets an event reach the platform
 	// twice). Default false: such a Redis is refused at start-up.
 	AllowEviction bool `yaml:"allow_eviction"`
+	// AutoPipeline sends the dedupe commands of concurrent events together, many per round trip
+	// (go-redis AutoPipeline). Default true; false sends each on its own.
+	AutoPipeline bool `yaml:"auto_pipeline"`
 }
 
 // RedisTLS is `redis.tls`. CAFile "" means the system roots.
@@ -213,9 +216,10 @@ func Default() Config {
 			MaxRecordBytes:    1 << 20,
 		},
 		Redis: Redis{
-			Addrs:       []string{"localhost:6379"},
-			KeyPrefix:   "ordersync:dedupe:",
-			DialTimeout: 5 * time.Second,
+			Addrs:        []string{"localhost:6379"},
+			KeyPrefix:    "ordersync:dedupe:",
+			DialTimeout:  5 * time.Second,
+			AutoPipeline: true,
 		},
 		Top: Top{
 			GatewayURL: "https://eco.taobao.com/router/rest",

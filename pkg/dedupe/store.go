@@ -33,6 +33,13 @@ type Config struct {
 	// longer than ClaimRetention extend the TTL to the lease. Default DefaultRetention (7 days); set it to
 	// the same value as the completion retention.
 	ClaimRetention time.Duration
+
+	// AutoPipeline sends the commands of concurrent callers together (go-redis AutoPipeline): a
+	// round trip carries the claims, renewals and completions of many events at once instead of
+	// one each. go-redis retries a batch whose connection failed as a whole, so a script may run
+	// twice; every script gives the same answer the second time (see "Scripts run twice").
+	// Default false: one round trip per call.
+	AutoPipeline bool
 }
 
 // Validate reports whether c is usable; New calls it.
@@ -54,8 +61,15 @@ func (c Config) Validate() error {
 // was created with ContextTimeoutEnabled (otherwise its ReadTimeout/WriteTimeout apply).
 type Store struct {
 	rdb    redis.UniversalClient
+	exec   commander // rdb, or its autopipeliner
 	prefix string
 	hold   time.Duration
+}
+
+// commander runs the store's commands: the client, or its autopipeliner.
+type commander interface {
+	redis.Scripter
+	Get(ctx context.Context, key string) *redis.StringCmd
 }
 
 // New returns a Store on rdb (a *redis.Client, *redis.ClusterClient, failover or ring client) with cfg's
@@ -73,7 +87,16 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.ClaimRetention == 0 {
 		cfg.ClaimRetention = DefaultRetention
 	}
-	return &Store{rdb: rdb, prefix: cfg.Prefix, hold: cfg.ClaimRetention}, nil
+	s := &Store{rdb: rdb, exec: rdb, prefix: cfg.Prefix, hold: cfg.ClaimRetention}
+	if cfg.AutoPipeline {
+		// Owned by rdb: closing the client stops it.
+		ap, err := rdb.AutoPipeline()
+		if err != nil {
+			return nil, fmt.Errorf("dedupe: auto-pipeline: %w", err)
+		}
+		s.exec = ap
+	}
+	return s, nil
 }
 
 // LoadScripts loads the store's Lua scripts into Redis (every master of a Cluster), so that the
@@ -188,7 +211,7 @@ func (s *Store) Get(ctx context.Context, key Key) (Record, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, fmt.Errorf("get %s: %w", key, err)
 	}
-	v, err := s.rdb.Get(ctx, s.RedisKey(key)).Result()
+	v, err := s.exec.Get(ctx, s.RedisKey(key)).Result()
 	if errors.Is(err, redis.Nil) {
 		return Record{}, fmt.Errorf("get %s: %w", key, ErrNotFound)
 	}
@@ -211,7 +234,7 @@ func (s *Store) run(ctx context.Context, script *redis.Script, key Key, args ...
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	v, err := script.Run(ctx, s.rdb, []string{s.RedisKey(key)}, args...).Result()
+	v, err := script.Run(ctx, s.exec, []string{s.RedisKey(key)}, args...).Result()
 	if isCorrupt(err) {
 		return nil, s.corrupt(key, err)
 	}

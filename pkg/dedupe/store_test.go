@@ -26,7 +26,14 @@ var prefixes atomic.Int64
 
 func newStore(t *testing.T, rdb redis.UniversalClient) *dedupe.Store {
 	t.Helper()
-	s, err := dedupe.New(rdb, dedupe.Config{Prefix: fmt.Sprintf("test%d:", prefixes.Add(1))})
+	return newStoreWith(t, rdb, dedupe.Config{})
+}
+
+// newStoreWith is newStore with cfg (its prefix is set to a fresh one).
+func newStoreWith(t *testing.T, rdb redis.UniversalClient, cfg dedupe.Config) *dedupe.Store {
+	t.Helper()
+	cfg.Prefix = fmt.Sprintf("test%d:", prefixes.Add(1))
+	s, err := dedupe.New(rdb, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -40,6 +47,14 @@ func TestStoreRedis(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	dedupetest.Run(t, func(t *testing.T) dedupetest.Env {
 		return dedupetest.Env{Store: newStore(t, rdb), Client: rdb, Advance: wait}
+	})
+}
+
+// The same contract with the commands of concurrent callers pipelined together.
+func TestStoreRedisAutoPipeline(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	dedupetest.Run(t, func(t *testing.T) dedupetest.Env {
+		return dedupetest.Env{Store: newStoreWith(t, rdb, dedupe.Config{AutoPipeline: true}), Client: rdb, Advance: wait}
 	})
 }
 
@@ -72,6 +87,13 @@ func TestStoreCluster(t *testing.T) {
 		if len(masters) != 3 {
 			t.Errorf("32 keys landed on masters %v, want all 3", masters)
 		}
+	})
+}
+
+func TestStoreClusterAutoPipeline(t *testing.T) {
+	rdb := redistest.StartCluster(t, 3).Client()
+	dedupetest.Run(t, func(t *testing.T) dedupetest.Env {
+		return dedupetest.Env{Store: newStoreWith(t, rdb, dedupe.Config{AutoPipeline: true}), Client: rdb, Advance: wait}
 	})
 }
 

@@ -24,6 +24,7 @@ commands:
   dev      everything on one machine: embedded Kafka, Redis and TOP simulator [--demo]
   topsim   the TOP gateway simulator alone: worker topsim --addr 127.0.0.1:18080 --app-key K --app-secret S
   replay   re-publish dead letters to their source topics [--dry-run] [--channel ID] [--event-id ID]
+           [--error-contains TEXT] [--include-rejected]
   validate check events offline as the worker would: worker validate [--channel ID] FILE|- ...
   schema   write the generated contract (AsyncAPI, JSON Schemas) to api/ [--dir DIR] [--check] [--print FILE]
   version  print the version

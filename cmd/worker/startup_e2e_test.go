@@ -16,9 +16,9 @@ import (
 	"github.com/ordersync/ordersync/pkg/dispatch"
 )
 
-// serveRefused runs the worker in process with cfg and returns the error it stopped with and its
-// logs; it fails the test if the worker is still running after 30 seconds.
-func (e *e2e) serveRefused(cfg config.Config) (error, string) {
+// serveRefused runs the worker in process with cfg and returns its logs and the error it stopped
+// with; it fails the test if the worker is still running after 30 seconds.
+func (e *e2e) serveRefused(cfg config.Config) (logs string, err error) {
 	e.t.Helper()
 	sessions, err := config.LoadSessions(cfg.Top.SessionsFile)
 	if err != nil {
@@ -26,17 +26,17 @@ func (e *e2e) serveRefused(cfg config.Config) (error, string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &syncBuffer{}
+	out := &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, sessions, logs, &hooks{}) }()
+	go func() { done <- serve(ctx, cfg, sessions, out, &hooks{}) }()
 	select {
 	case err := <-done:
-		return err, logs.String()
+		return out.String(), err
 	case <-time.After(30 * time.Second):
 		cancel()
 		<-done
-		e.t.Fatalf("worker still starting after 30s; want it to stop, saying why:\n%s", tail(logs.String(), 20))
-		return nil, ""
+		e.t.Fatalf("worker still starting after 30s; want it to stop, saying why:\n%s", tail(out.String(), 20))
+		return "", nil
 	}
 }
 
@@ -136,7 +136,7 @@ func TestStartUpRefusals(t *testing.T) {
 			cfg := e.config("e2e-refusal")
 			tt.setup(t, e, &cfg)
 			start := time.Now()
-			err, logs := e.serveRefused(cfg)
+			logs, err := e.serveRefused(cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("worker stopped with %v; want an error containing %q\n%s", err, tt.want, tail(logs, 20))
 			}

@@ -11,10 +11,11 @@
 //	absent ──Claim──▶ claimed(o, t, f, x) ──Complete(o, t)──▶ done(o, t, f, outcome)
 //	                    │    ▲    ▲   ↺ Renew(o, t): x = now + lease
 //	                    │    │    └── Claim by another owner once x has passed: takeover, t+1
-//	       Release(o, t)▼    │ Claim: t+1
-//	                 released(o, t, f)
+//	       Release(o, t)▼    │ Claim: t+1 (reports n)
+//	                 released(o, t, f, n)
 //
-// o is the owner, t the fencing token, f the fingerprint the key is bound to, x the lease expiry. Claim
+// o is the owner, t the fencing token, f the fingerprint the key is bound to, x the lease expiry, n the
+// note a release may leave (ReleaseNoted; empty for Release), which the next Claim reports (Claim.Note). Claim
 // reports Claimed, InProgress (another owner's lease is live), Done (with the outcome) or Conflict (f
 // differs — checked first, in every state, so a key stays bound to its first request for as long as its
 // record exists). Each transition is one Lua script run atomically on the server.

@@ -62,17 +62,19 @@ func TestParseClaimUnexpected(t *testing.T) {
 		"OK",
 		int64(1),
 		[]any{},
-		[]any{int64(1), int64(1), "o", int64(5), ""},                // the old five-element reply
-		[]any{int64(1), int64(1), "o", int64(5), "", "", ""},        // too long
-		[]any{"1", int64(1), "o", int64(5), "", ""},                 // state not an integer
-		[]any{int64(1), int64(1), int64(7), int64(5), "", ""},       // owner not a string
-		[]any{int64(1), int64(1), "o", int64(5), "", int64(0)},      // previous owner not a string
-		[]any{int64(9), int64(1), "o", int64(5), "", ""},            // unknown state
-		[]any{int64(1), int64(1), "o", "5", "", ""},                 // expiry not an integer
-		[]any{int64(3), int64(1), "o", int64(0), []any{"x"}, ""},    // outcome not a string
-		[]any{int64(1), "1", "o", int64(5), "", ""},                 // token not an integer
-		[]any{int64(2), int64(1), "o", int64(5), "", nil},           // previous owner nil
-		[]any{int64(4), int64(0), "", int64(0), "", []byte("prev")}, // bytes, not a string
+		[]any{int64(1), int64(1), "o", int64(5), ""},                    // the old five-element reply
+		[]any{int64(1), int64(1), "o", int64(5), "", ""},                // the old six-element reply
+		[]any{int64(1), int64(1), "o", int64(5), "", "", "", ""},        // too long
+		[]any{"1", int64(1), "o", int64(5), "", "", ""},                 // state not an integer
+		[]any{int64(1), int64(1), int64(7), int64(5), "", "", ""},       // owner not a string
+		[]any{int64(1), int64(1), "o", int64(5), "", int64(0), ""},      // previous owner not a string
+		[]any{int64(9), int64(1), "o", int64(5), "", "", ""},            // unknown state
+		[]any{int64(1), int64(1), "o", "5", "", "", ""},                 // expiry not an integer
+		[]any{int64(3), int64(1), "o", int64(0), []any{"x"}, "", ""},    // outcome not a string
+		[]any{int64(1), "1", "o", int64(5), "", "", ""},                 // token not an integer
+		[]any{int64(2), int64(1), "o", int64(5), "", nil, ""},           // previous owner nil
+		[]any{int64(4), int64(0), "", int64(0), "", []byte("prev"), ""}, // bytes, not a string
+		[]any{int64(1), int64(1), "o", int64(5), "", "", int64(1)},      // note not a string
 	} {
 		if c, err := parseClaim(reply); err == nil {
 			t.Errorf("parseClaim(%#v) = %+v, want an error", reply, c)

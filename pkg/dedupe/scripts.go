@@ -12,7 +12,8 @@ import "github.com/redis/go-redis/v9"
 //	o  owner of the current (or last) claim, any bytes
 //	f  fingerprint the key is bound to, any bytes
 //	r  the rest of the value: when done, the outcome bytes; when claimed, the owner whose expired claim
-//	   this claim took over ("" when the key was new or released); empty when released
+//	   this claim took over, or a newline and the note of the release this claim followed, or ""; when
+//	   released, the note the releasing owner left ("" for none)
 //
 // e.g. "c1 1763690400000 5 64\npod-a<64 hex chars>", or "c2 1763690460000 5 64\npod-b<64 hex chars>pod-a"
 // after pod-b took pod-a's expired claim over. A string rather than a hash keeps a done record compact: a
@@ -60,9 +61,10 @@ end
 `
 
 // claimScript: KEYS[1] record; ARGV fingerprint, owner, lease ms, record TTL ms.
-// Reply {state, token, owner, lease expiry ms, outcome, previous owner}; state 1 claimed, 2 in progress,
-// 3 done, 4 conflict. The previous owner is set when the claim took over another owner's expired claim —
-// also when the taker claims again (a retried Claim), since the record keeps it.
+// Reply {state, token, owner, lease expiry ms, outcome, previous owner, note}; state 1 claimed, 2 in
+// progress, 3 done, 4 conflict. The previous owner is set when the claim took over another owner's expired
+// claim, the note when it claimed a key released with one — both also when the same owner claims again (a
+// retried Claim), since the record keeps them.
 var claimScript = redis.NewScript(luaHelpers + `
 local key, fp, owner = KEYS[1], ARGV[1], ARGV[2]
 local lease, ttl = tonumber(ARGV[3]), ARGV[4]
@@ -71,33 +73,40 @@ local now = now_ms()
 if not v then
   local exp = now + lease
   redis.call('SET', key, encode('c', 1, exp, owner, fp), 'PX', ttl)
-  return {1, 1, owner, exp, '', ''}
+  return {1, 1, owner, exp, '', '', ''}
 end
 local r = decode(v)
 if r.f ~= fp then
-  return {4, 0, '', 0, '', ''}
+  return {4, 0, '', 0, '', '', ''}
 end
 if r.s == 'd' then
-  return {3, r.t, r.o, 0, r.r, ''}
+  return {3, r.t, r.o, 0, r.r, '', ''}
 end
 if r.s == 'c' then
   if r.o == owner then
     local exp = math.max(r.x, now + lease)
     redis.call('SET', key, encode('c', r.t, exp, owner, fp, r.r), 'PX', ttl)
-    return {1, r.t, owner, exp, '', r.r}
+    if string.sub(r.r, 1, 1) == '\n' then
+      return {1, r.t, owner, exp, '', '', string.sub(r.r, 2)}
+    end
+    return {1, r.t, owner, exp, '', r.r, ''}
   end
   if r.x > now then
-    return {2, r.t, r.o, r.x, '', ''}
+    return {2, r.t, r.o, r.x, '', '', ''}
   end
   -- another owner's expired claim: take it over, remembering whose it was
   local t, exp = r.t + 1, now + lease
   redis.call('SET', key, encode('c', t, exp, owner, fp, r.o), 'PX', ttl)
-  return {1, t, owner, exp, '', r.o}
+  return {1, t, owner, exp, '', r.o, ''}
 end
--- a released claim: the next token
+-- a released claim: the next token, and the release's note kept for a retried claim
 local t, exp = r.t + 1, now + lease
-redis.call('SET', key, encode('c', t, exp, owner, fp), 'PX', ttl)
-return {1, t, owner, exp, '', ''}
+local rest = ''
+if r.r ~= '' then
+  rest = '\n' .. r.r
+end
+redis.call('SET', key, encode('c', t, exp, owner, fp, rest), 'PX', ttl)
+return {1, t, owner, exp, '', '', r.r}
 `)
 
 // renewScript: KEYS[1] record; ARGV owner, token, lease ms, record TTL ms. Reply 1 renewed, 0 lease lost.
@@ -137,8 +146,9 @@ end
 return 0
 `)
 
-// releaseScript: KEYS[1] record; ARGV owner, token, record TTL ms. Reply 1 released, 0 lease lost.
-// The record stays as a tombstone holding the token and fingerprint; releasing it again succeeds.
+// releaseScript: KEYS[1] record; ARGV owner, token, record TTL ms, note. Reply 1 released, 0 lease lost.
+// The record stays as a tombstone holding the token, the fingerprint and the note; releasing it again
+// succeeds and changes nothing.
 var releaseScript = redis.NewScript(luaHelpers + `
 local key = KEYS[1]
 local v = redis.call('GET', key)
@@ -150,7 +160,7 @@ if r.o ~= ARGV[1] or r.t ~= tonumber(ARGV[2]) then
   return 0
 end
 if r.s == 'c' then
-  redis.call('SET', key, encode('r', r.t, 0, r.o, r.f), 'PX', ARGV[3])
+  redis.call('SET', key, encode('r', r.t, 0, r.o, r.f, ARGV[4]), 'PX', ARGV[3])
   return 1
 end
 if r.s == 'r' then

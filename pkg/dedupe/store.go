@@ -199,7 +199,21 @@ func (s *Store) Release(ctx context.Context, key Key, owner string, token int64)
 	if err := checkHolder(owner, token); err != nil {
 		return fmt.Errorf("release %s: %w", key, err)
 	}
-	return s.cas(ctx, "release", releaseScript, key, owner, token, millis(s.hold))
+	return s.cas(ctx, "release", releaseScript, key, owner, token, millis(s.hold), "")
+}
+
+// ReleaseNoted is Release leaving a note on the tombstone: the next Claim of key gets it
+// (Claim.Note), and so does a retry of that Claim. A caller whose call may have reached a platform
+// that does not deduplicate it notes so, to recognise its own event coming back (redelivered after
+// a crash before its outcome was published) and not call again.
+func (s *Store) ReleaseNoted(ctx context.Context, key Key, owner string, token int64, note []byte) error {
+	if err := checkKey(key); err != nil {
+		return fmt.Errorf("release %s: %w", key, err)
+	}
+	if err := checkHolder(owner, token); err != nil {
+		return fmt.Errorf("release %s: %w", key, err)
+	}
+	return s.cas(ctx, "release", releaseScript, key, owner, token, millis(s.hold), note)
 }
 
 // Get returns key's record, or ErrNotFound (wrapped) if there is none, or ErrCorrupt (wrapped) if the key
@@ -312,6 +326,8 @@ func checkArgs(fingerprint, owner string, lease time.Duration) error {
 		return fmt.Errorf("empty fingerprint: %w", ErrInvalid)
 	case owner == "":
 		return fmt.Errorf("empty owner: %w", ErrInvalid)
+	case owner[0] == '\n':
+		return fmt.Errorf("owner starts with a newline: %w", ErrInvalid)
 	case lease <= 0:
 		return fmt.Errorf("lease %v not positive: %w", lease, ErrInvalid)
 	}
@@ -335,7 +351,7 @@ func millis(d time.Duration) int64 {
 
 func parseClaim(reply any) (Claim, error) {
 	a, ok := reply.([]any)
-	if !ok || len(a) != 6 {
+	if !ok || len(a) != 7 {
 		return Claim{}, fmt.Errorf("unexpected reply %v", reply)
 	}
 	state, ok1 := a[0].(int64)
@@ -344,7 +360,8 @@ func parseClaim(reply any) (Claim, error) {
 	exp, ok4 := a[3].(int64)
 	outcome, ok5 := a[4].(string)
 	prev, ok6 := a[5].(string)
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
+	note, ok7 := a[6].(string)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || !ok7 {
 		return Claim{}, fmt.Errorf("unexpected reply %v", reply)
 	}
 	c := Claim{Token: token, Owner: owner}
@@ -352,6 +369,9 @@ func parseClaim(reply any) (Claim, error) {
 	case 1:
 		c.State = Claimed
 		c.TookOver, c.PreviousOwner = prev != "", prev
+		if note != "" {
+			c.Note = []byte(note)
+		}
 	case 2:
 		c.State = InProgress
 	case 3:
@@ -395,12 +415,19 @@ func decodeRecord(v string) (Record, error) {
 	case 'c':
 		r.State = Claimed
 		r.LeaseExpires = time.UnixMilli(n[1])
-		r.PreviousOwner = body[lo+lf:]
+		if rest := body[lo+lf:]; strings.HasPrefix(rest, "\n") {
+			r.Note = []byte(rest[1:])
+		} else {
+			r.PreviousOwner = rest
+		}
 	case 'd':
 		r.State = Done
 		r.Outcome = []byte(body[lo+lf:])
 	case 'r':
 		r.State = Released
+		if rest := body[lo+lf:]; rest != "" {
+			r.Note = []byte(rest)
+		}
 	default:
 		return Record{}, errMalformed
 	}

@@ -107,6 +107,9 @@ type Claim struct {
 	TookOver bool
 	// PreviousOwner is the owner whose expired claim was taken over, when TookOver; "" otherwise.
 	PreviousOwner string
+	// Note is, when Claimed a key its last owner released with ReleaseNoted, that note; a repeated
+	// Claim by the same owner reports it again. nil otherwise.
+	Note []byte
 }
 
 // Err returns nil when c.State is Claimed, and ErrInProgress, ErrDone or ErrConflict otherwise.
@@ -142,4 +145,7 @@ type Record struct {
 	// PreviousOwner is, when Claimed, the owner whose expired claim the current claim took over ("" if
 	// the current claim was not a takeover); "" otherwise.
 	PreviousOwner string
+	// Note is the note of a Released record (ReleaseNoted), or of the release a Claimed record
+	// followed; nil otherwise.
+	Note []byte
 }

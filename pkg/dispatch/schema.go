@@ -374,7 +374,7 @@ func outcomeFieldDocs() map[string]obj {
 		"completed_at":       {{"description", "When the outcome was decided (RFC 3339, nanoseconds, UTC)."}},
 		"trace_id":           {{"description", "The W3C trace id of the event's processing span."}, {"pattern", traceIDPattern}},
 		"kind":               {{"description", "validation, conflict, platform, business, exhausted, auth or ambiguous."}, {"enum", anySlice(errorKinds)}},
-		"code":               {{"description", "The platform's error code, or the worker's: missing, invalid, unknown-channel, missing-session, conflict, internal, dedupe-corrupt, taken-over."}},
+		"code":               {{"description", "The platform's error code, or the worker's: missing, invalid, unknown-channel, missing-session, conflict, internal, dedupe-corrupt, taken-over, redelivered."}},
 		"msg":                {{"description", "What went wrong; for validation, the JSON path and the reason (request.store_id: required)."}},
 		"sub_code":           {{"description", "The platform's sub-code (isv.*, isp.*)."}},
 		"sub_msg":            {{"description", "The platform's sub-message."}},

@@ -46,6 +46,40 @@ func TestPipelineAmbiguousCallIsNotRepeated(t *testing.T) {
 	}
 }
 
+// Regression: an icbu-trade event found ambiguous released its key before its outcome was
+// published; when its worker was killed in between, the event came back (redelivered from the
+// last committed offset), found the key released and called the platform a second time. The
+// release now names the event, which is recognised when it comes back; a replay (another offset)
+// may still call, as the dead-letter workflow promises.
+func TestPipelineRedeliveredAmbiguousIsNotCalled(t *testing.T) {
+	f := newFixture(t, nil)
+	if err := f.sim.SetFaults(topsim.Faults{DropRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	value := seed(t, "icbu-trade")
+	first, _ := f.process(f.message("icbu-trade", value, 7))
+	if first.Error == nil || first.Error.Kind != dispatch.KindAmbiguous {
+		t.Fatalf("first outcome %s %+v, want ambiguous", first.Status, first.Error)
+	}
+	if err := f.sim.SetFaults(topsim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	again, res := f.process(f.message("icbu-trade", value, 7)) // the same event, redelivered
+	if again.Status != dispatch.StatusFailed || again.Error == nil || again.Error.Kind != dispatch.KindAmbiguous || again.Error.Code != "redelivered" || res.DeadLetter == "" {
+		t.Errorf("redelivered: %s %+v (dead letter %q), want failed/ambiguous code redelivered, dead-lettered", again.Status, again.Error, res.DeadLetter)
+	}
+	if n := f.sim.Stats().Total; n != 1 {
+		t.Fatalf("platform saw %d calls after the redelivery, want still 1", n)
+	}
+	replayed, _ := f.process(f.message("icbu-trade", value, 12)) // replayed from the DLQ after reconciling
+	if replayed.Status != dispatch.StatusSucceeded {
+		t.Errorf("replay: %s %+v, want it called and succeeded", replayed.Status, replayed.Error)
+	}
+	if n := f.sim.Stats().Total; n != 2 {
+		t.Errorf("platform saw %d calls after the replay, want 2", n)
+	}
+}
+
 // Channels whose API deduplicates by a field it sees keep retrying the same failure.
 func TestPipelineDedupedChannelRetriesAfterDrop(t *testing.T) {
 	f := newFixture(t, func(c *pipeline.Config) { c.Breaker.Disabled = true })

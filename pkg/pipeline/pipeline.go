@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ type Deduper interface {
 	Renew(ctx context.Context, key dedupe.Key, owner string, token int64, lease time.Duration) error
 	Complete(ctx context.Context, key dedupe.Key, owner string, token int64, outcome []byte, retention time.Duration) error
 	Release(ctx context.Context, key dedupe.Key, owner string, token int64) error
+	ReleaseNoted(ctx context.Context, key dedupe.Key, owner string, token int64, note []byte) error
 }
 
 // Caller calls the TOP gateway (a *topapi.Client).
@@ -383,22 +385,37 @@ func (p *Pipeline) deliver(ctx context.Context, ev *event, release *func()) (dea
 	}
 	p.m.dedupe(ctx, "claimed")
 	token := claim.Token
+	// An ambiguous event's claim is released with a note naming the event, so that the same event
+	// coming back — redelivered after its worker stopped before the outcome was published — is
+	// recognised and not called again, while a replay or a re-send (another offset) may call.
+	note := []byte("ambiguous " + ev.outcome.Source.Topic + "/" + strconv.Itoa(ev.outcome.Source.Partition) + "/" + strconv.FormatInt(ev.outcome.Source.Offset, 10))
 	*release = func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := p.cfg.Dedupe.Release(rctx, key, owner, token); err != nil {
+		var err error
+		if ev.outcome.Error != nil && ev.outcome.Error.Kind == dispatch.KindAmbiguous {
+			err = p.cfg.Dedupe.ReleaseNoted(rctx, key, owner, token, note)
+		} else {
+			err = p.cfg.Dedupe.Release(rctx, key, owner, token)
+		}
+		if err != nil {
 			p.log.WarnContext(ctx, "release claim", "key", key.String(), "err", err)
 		}
 	}
 
-	if claim.TookOver && ev.ch.DedupedBy == "" {
-		// The previous owner stopped (crashed) holding the key: its call may have reached the
-		// platform, which would not notice a second one.
-		(*release)()
-		*release = nil
+	if ev.ch.DedupedBy == "" && (claim.TookOver || bytes.Equal(claim.Note, note)) {
+		// The previous owner stopped (crashed) holding the key, or this very event was found
+		// ambiguous before and comes back: a call may have reached the platform, which would not
+		// notice a second one.
 		ev.outcome.Status = dispatch.StatusFailed
 		ev.outcome.Error = &dispatch.ErrorInfo{Kind: dispatch.KindAmbiguous, Code: "taken-over",
 			Msg: fmt.Sprintf("the previous owner (%s) of the key stopped while it held it and may have called %s; not called again: reconcile before replaying", claim.PreviousOwner, ev.ch.Method)}
+		if !claim.TookOver {
+			ev.outcome.Error.Code = "redelivered"
+			ev.outcome.Error.Msg = fmt.Sprintf("this event came back after an earlier attempt that may have called %s (its outcome was not published before its worker stopped); not called again: reconcile before replaying", ev.ch.Method)
+		}
+		(*release)()
+		*release = nil
 		return true, nil
 	}
 	v, err := p.call(ctx, ev, key, owner, token)

@@ -64,6 +64,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		{"CorruptRecordFailsClosed", testCorrupt},
 		{"TakeoverIsReported", testTakeoverReported},
 		{"ScriptsRunTwice", testRunTwice},
+		{"ReleaseNoteReachesTheNextClaim", testReleaseNoted},
 		{"CanceledContext", testCanceled},
 		{"InvalidArguments", testInvalid},
 	}
@@ -687,6 +688,37 @@ func testRunTwice(t *testing.T, e Env) {
 	}
 }
 
+func testReleaseNoted(t *testing.T, e Env) {
+	// A release may leave a note: the next claim gets it, also when that claim is repeated (its reply
+	// lost), and the record shows it; the claim after a plain release gets none.
+	ctx := ctxFor(t)
+	note := []byte("ambiguous orders.icbu-trade/2/41")
+	mustClaimed(t, e, keyA, fpA, "a", longLease, 1)
+	for i := range 2 { // releasing again changes nothing
+		wantNoErr(t, fmt.Sprintf("ReleaseNoted #%d", i+1), e.Store.ReleaseNoted(ctx, keyA, "a", 1, note))
+	}
+	if diff := cmp.Diff(dedupe.Record{State: dedupe.Released, Owner: "a", Token: 1, Fingerprint: fpA, Note: note}, get(t, e, keyA)); diff != "" {
+		t.Errorf("released record (-want +got):\n%s", diff)
+	}
+	for i := range 2 {
+		c := mustClaimed(t, e, keyA, fpA, "b", longLease, 2)
+		if !bytes.Equal(c.Note, note) || c.TookOver {
+			t.Errorf("Claim #%d after a noted release = %+v, want note %q and no takeover", i+1, c, note)
+		}
+	}
+	if r := get(t, e, keyA); !bytes.Equal(r.Note, note) || r.PreviousOwner != "" {
+		t.Errorf("claimed record %+v, want it to keep the note", r)
+	}
+	wantNoErr(t, "Release", e.Store.Release(ctx, keyA, "b", 2))
+	if c := mustClaimed(t, e, keyA, fpA, "c", longLease, 3); c.Note != nil {
+		t.Errorf("Claim after a plain release = %+v, want no note", c)
+	}
+	wantNoErr(t, "Complete", e.Store.Complete(ctx, keyA, "c", 3, []byte("ok"), retention))
+	if r := get(t, e, keyA); r.Note != nil || r.State != dedupe.Done {
+		t.Errorf("completed record %+v, want done without a note", r)
+	}
+}
+
 func testCanceled(t *testing.T, e Env) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -729,6 +761,10 @@ func testInvalid(t *testing.T, e Env) {
 		}},
 		{"claim empty owner", func(ctx context.Context) error {
 			_, err := s.Claim(ctx, keyA, fpA, "", longLease)
+			return err
+		}},
+		{"claim owner starting with a newline", func(ctx context.Context) error {
+			_, err := s.Claim(ctx, keyA, fpA, "\nnote", longLease)
 			return err
 		}},
 		{"claim zero lease", func(ctx context.Context) error {

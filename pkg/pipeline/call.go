@@ -94,23 +94,33 @@ func (p *Pipeline) call(ctx context.Context, ev *event, key dedupe.Key, owner st
 			ev.outcome.Status, ev.outcome.Error = ev.ch.Interpret(resp)
 			return store, nil
 		}
-		if ctx.Err() != nil {
-			return store, fmt.Errorf("call %s: %w", method, ctx.Err())
-		}
-		if pause := p.pause(rt, ev.ch, err); pause != nil {
-			return store, pause
-		}
 		var te *topapi.Error
 		if errors.As(err, &te) {
 			ev.outcome.RequestID = te.RequestID
 		}
-		switch {
-		case te != nil && ev.ch.DedupedBy == "" && te.MayHaveExecuted():
+		ambiguous := te != nil && ev.ch.DedupedBy == "" && te.MayHaveExecuted()
+		if ambiguous {
 			// The platform may have executed the call and would execute a repeat again.
 			ev.outcome.Status, ev.outcome.Error = dispatch.StatusFailed, dispatch.ErrorFromTOP(err)
 			ev.outcome.Error.Kind, ev.outcome.Error.Retryable = dispatch.KindAmbiguous, false
 			ev.outcome.Error.Msg = fmt.Sprintf("attempt %d may have been executed; not repeated (%s has no idempotency field the platform sees): %s",
 				attempt, method, ev.outcome.Error.Msg)
+		}
+		if ctx.Err() != nil {
+			// The drain ran out (a revoke or shutdown) while the call was out. An ambiguous one
+			// still says so: its claim is released with the event's note, and the next owner of
+			// the partition, redelivered this event, does not call again.
+			v := store
+			if ambiguous {
+				v = deadLetter
+			}
+			return v, fmt.Errorf("call %s: %w", method, ctx.Err())
+		}
+		if pause := p.pause(rt, ev.ch, err); pause != nil {
+			return store, pause
+		}
+		switch {
+		case ambiguous:
 			return deadLetter, nil
 		case te != nil && te.Session():
 			// Only this seller's events fail; a refreshed session and a replay re-drive them.

@@ -72,7 +72,9 @@ type e2e struct {
 	unrecorded bool
 }
 
-func newE2E(t testing.TB, partitions int32) *e2e {
+// newE2E starts the world of one test; opts configure the broker (e.g. a higher
+// message.max.bytes with kafkatest.WithBrokerConfigs).
+func newE2E(t testing.TB, partitions int32, opts ...kafkatest.Option) *e2e {
 	t.Helper()
 	reg, err := dispatch.NewRegistry(nil)
 	if err != nil {
@@ -80,7 +82,7 @@ func newE2E(t testing.TB, partitions int32) *e2e {
 	}
 	topics := append(reg.Topics(), "orders.results", "orders.dlq")
 	e := &e2e{t: t, registry: reg, dir: t.TempDir(), successes: map[string][]time.Time{}}
-	e.broker = kafkatest.Start(t, partitions, topics...)
+	e.broker = kafkatest.StartWith(t, partitions, topics, opts...)
 	e.redis = redistest.Start(t)
 	e.sim, err = topsim.New(topsim.Config{AppKey: e2eAppKey, AppSecret: e2eSecret, Sessions: []string{e2eSession}, Rules: reg, Seed: 7})
 	if err != nil {

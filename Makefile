@@ -16,7 +16,7 @@ CHART_TESTS  := test/chart
 PROMQL_TESTS := tools/promql
 MODULES      := . $(CHART_TESTS) $(PROMQL_TESTS)
 
-.PHONY: all deps build test test-short fuzz bench lint tidy-check image static
+.PHONY: all deps build test test-short fuzz bench lint tidy-check image static chaos
 
 export PATH := $(PATH):$(GOBIN)
 
@@ -49,6 +49,16 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+## chaos: the bounded soak of issue 11 (cmd/worker TestChaos): events of every kind into three worker
+## processes while they are killed and restarted, Redis restarts and the simulator goes through a ban,
+## an outage and a burst of 5xx; prints one summary line. CHAOS_DURATION=45s in CI. Without the race
+## detector by default (its shadow memory would blur the memory bound): CHAOS_FLAGS=-race adds it.
+## CHAOS_SEED=<n> replays a run's schedule.
+CHAOS_DURATION ?= 2m
+CHAOS_FLAGS    ?=
+chaos: deps
+	CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test $(CHAOS_FLAGS) -count=1 -v -run '^TestChaos$$' -timeout 20m ./cmd/worker/
 
 ## bench: every benchmark once, allocations reported.
 bench:

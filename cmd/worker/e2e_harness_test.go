@@ -76,7 +76,9 @@ type e2e struct {
 	answer func(params url.Values, body []byte) []byte
 }
 
-func newE2E(t testing.TB, partitions int32) *e2e {
+// newE2E starts the world of one test; opts configure the broker (e.g. a higher
+// message.max.bytes with kafkatest.WithBrokerConfigs).
+func newE2E(t testing.TB, partitions int32, opts ...kafkatest.Option) *e2e {
 	t.Helper()
 	return newE2EWith(t, partitions)
 }

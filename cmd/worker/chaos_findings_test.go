@@ -12,9 +12,9 @@ import (
 	"github.com/ordersync/ordersync/pkg/topapi/topsim"
 )
 
-// Bugs the chaos soak (TestChaos) found, each reproduced on its own. Both break DESIGN.md §7 for
-// icbu-trade, whose platform does not deduplicate calls: "a failure after the request may have
-// reached the platform is not retried".
+// Bugs the chaos soak (TestChaos) found, each reproduced on its own as a regression test. Both
+// repeated an icbu-trade call, whose platform does not deduplicate calls: a failure after the
+// request may have reached the platform must not be retried.
 
 // Found by the soak: a revoke (or shutdown) whose drain runs out of time cancels an icbu-trade
 // call in flight and releases its claim, although the request was written and the platform may
@@ -41,8 +41,13 @@ func TestFindingDrainTimeoutRepeatsIcbuCall(t *testing.T) {
 
 	cfg := e.config("finding-drain")
 	cfg.Top.GatewayURL = slow.URL + "/router/rest"
-	cfg.Worker.ShutdownTimeout = 2 * time.Second // drain 1.5 s: shorter than the answer takes
-	cfg.Top.Timeout = 10 * time.Second
+	// The drain gets 1 s (shutdown less top.timeout, storing and closing); the call times out
+	// after 2 s without an answer, the drain long over.
+	cfg.Top.Timeout = 2 * time.Second
+	cfg.Worker.ShutdownTimeout = 10 * time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
 	ev := newEventGen(t).valid("icbu-trade", "drain")
 	e.publish([]testEvent{ev})
 
@@ -65,6 +70,9 @@ func TestFindingDrainTimeoutRepeatsIcbuCall(t *testing.T) {
 		o := got[ev.eventID][0]
 		t.Errorf("icbu-trade %s was executed %d times (outcome %s %+v), want once: the cancelled call's claim was released, so the next owner called again instead of taking over (failed/ambiguous)",
 			ev.key, n, o.Status, o.Error)
+	}
+	if o := got[ev.eventID][0]; !isAmbiguous(o) {
+		t.Errorf("outcome %s %+v, want failed/ambiguous: the call timed out after it was sent", o.Status, o.Error)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ordersync/ordersync/internal/config"
 	"github.com/ordersync/ordersync/internal/kafkatest"
 	"github.com/ordersync/ordersync/pkg/consumer"
 	"github.com/ordersync/ordersync/pkg/dispatch"
@@ -89,7 +90,7 @@ const (
 //   - statuses: valid events succeeded, re-sends duplicate, every malformed, undecodable or oversized
 //     event rejected (validation); icbu-trade events may end failed/ambiguous (a 5xx, or a takeover
 //     after a kill). A re-send may have succeeded only if its key had an ambiguous outcome (the claim
-//     was released, DESIGN.md §6) or if a Redis restart fell between a completed outcome of its key
+//     was released, docs/ARCHITECTURE.md "Dedupe states") or if a Redis restart fell between a completed outcome of its key
 //     and its own start (the emptied store forgot the key: to the worker it is a new event). A valid
 //     event may be a duplicate when it came again (redelivered) after a re-send completed its key.
 //   - dead letters: exactly the rejected and failed (exhausted, auth, ambiguous) events have one;
@@ -103,7 +104,7 @@ const (
 //     went to another event of the key (a re-send) or to the same event redelivered after its
 //     partition was assigned anew — on icbu-trade too, where this creates a second order: the
 //     price of a Redis without persistence, which the README rules out for production; or
-//     (c) on icbu-trade, the key had an ambiguous outcome (its claim was released, DESIGN.md §6).
+//     (c) on icbu-trade, the key had an ambiguous outcome (its claim was released, docs/ARCHITECTURE.md "Dedupe states").
 //   - memory: every worker process stayed under 256 MiB RSS (768 MiB under the race detector, whose
 //     shadow memory multiplies the heap); no worker exited by itself; SIGTERM stops each one
 //     cleanly; no secret in the logs.
@@ -193,7 +194,7 @@ func TestChaos(t *testing.T) {
 type chaosRun struct {
 	t     *testing.T
 	e     *e2e
-	cfg   Config
+	cfg   config.Config
 	seed  uint64
 	rng   *rand.Rand // the schedule's; used on the test goroutine only
 	start time.Time
@@ -647,13 +648,13 @@ func (r *chaosRun) collectAgain() {
 	r.readOutcomes()
 	r.dlq = map[coord][]kafka.Message{}
 	for _, m := range r.read(r.cfg.Kafka.DLQTopic) {
-		p, err1 := strconv.Atoi(consumer.Header(m, dispatch.HeaderSourcePartition))
-		off, err2 := strconv.ParseInt(consumer.Header(m, dispatch.HeaderSourceOffset), 10, 64)
+		p, err1 := strconv.Atoi(consumer.Header(m, consumer.HeaderSourcePartition))
+		off, err2 := strconv.ParseInt(consumer.Header(m, consumer.HeaderSourceOffset), 10, 64)
 		if err1 != nil || err2 != nil {
 			r.problem("dead letter %d/%d without source coordinates", m.Partition, m.Offset)
 			continue
 		}
-		c := coord{consumer.Header(m, dispatch.HeaderSourceTopic), p, off}
+		c := coord{consumer.Header(m, consumer.HeaderSourceTopic), p, off}
 		r.dlq[c] = append(r.dlq[c], m)
 	}
 }
@@ -863,7 +864,7 @@ func (r *chaosRun) checkDeadLetters() {
 			// not), and the redelivered event was processed again: a call declared ambiguous
 			// ("not repeated") was repeated (see TestFindingAmbiguousEventCalledAgainAfterKill).
 			r.problem("event %s (%s at %s) has %d dead letter(s) (%.120s) but outcome %s (request %s)",
-				ev.eventID, ev.channel, c, len(dls), consumer.Header(dls[0], dispatch.HeaderError), r.outs[c][0].o.Status, r.outs[c][0].o.RequestID)
+				ev.eventID, ev.channel, c, len(dls), consumer.Header(dls[0], consumer.HeaderError), r.outs[c][0].o.Status, r.outs[c][0].o.RequestID)
 		}
 		reduced := len(ev.value)+4<<10 > chaosMaxRecord
 		for _, d := range dls {

@@ -77,14 +77,8 @@ type e2e struct {
 }
 
 // newE2E starts the world of one test; opts configure the broker (e.g. a higher
-// message.max.bytes with kafkatest.WithBrokerConfigs).
+// message.max.bytes with kafkatest.WithBrokerConfigs, TLS, SASL).
 func newE2E(t testing.TB, partitions int32, opts ...kafkatest.Option) *e2e {
-	t.Helper()
-	return newE2EWith(t, partitions)
-}
-
-// newE2EWith is newE2E with broker options (broker configs, TLS, SASL).
-func newE2EWith(t testing.TB, partitions int32, opts ...kafkatest.Option) *e2e {
 	t.Helper()
 	reg, err := dispatch.NewRegistry(nil)
 	if err != nil {

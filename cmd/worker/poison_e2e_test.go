@@ -81,7 +81,7 @@ func (e *e2e) resultsBySource(topic string) (map[int64][]dispatch.Outcome, []kaf
 }
 
 func TestE2EOversizedRecords(t *testing.T) {
-	e := newE2EWith(t, 1, kafkatest.WithBrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(16 << 20)}))
+	e := newE2E(t, 1, kafkatest.WithBrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(16 << 20)}))
 	const answerBytes = 3 << 20
 	e.answer = func(params url.Values, body []byte) []byte {
 		for _, vs := range params {

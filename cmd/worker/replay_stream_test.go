@@ -27,7 +27,7 @@ import (
 // original from its source offset and re-sends it whole; an original that retention deleted is
 // reported, skipped, and makes replay fail.
 func TestE2EReplayReducedDeadLetters(t *testing.T) {
-	e := newE2EWith(t, 1, kafkatest.WithBrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(16 << 20)}))
+	e := newE2E(t, 1, kafkatest.WithBrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(16 << 20)}))
 	if err := e.sim.SetFaults(topsim.Faults{ErrorRate: 1}); err != nil {
 		t.Fatal(err)
 	}

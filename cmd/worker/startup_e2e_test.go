@@ -132,7 +132,7 @@ func TestStartUpRefusals(t *testing.T) {
 			if tt.opts != nil {
 				opts = tt.opts(t)
 			}
-			e := newE2EWith(t, 1, opts...)
+			e := newE2E(t, 1, opts...)
 			cfg := e.config("e2e-refusal")
 			tt.setup(t, e, &cfg)
 			start := time.Now()

@@ -169,6 +169,8 @@ func TestObservabilityTrace(t *testing.T) {
 	col := newSpanCollector()
 	cfg := e.config("obs-trace")
 	cfg.Worker.ClientTelemetry = true // the Redis command and HTTP request spans too
+	cfg.Redis.AutoPipeline = false    // pipelined, a command runs for many events: its span has no one parent
+	cfg.Log.Outcomes = "all"          // a record per outcome
 	w := e.startWorkerWith(cfg, &telemetry.Options{SpanExporter: col, Getenv: noOTelEnv})
 
 	ev := newEventGen(t).valid("omni-saas", "trace")

@@ -38,6 +38,7 @@ func TestObservabilityRedaction(t *testing.T) {
 	col := newSpanCollector()
 	cfg := e.config("obs-redact")
 	cfg.Worker.ClientTelemetry = true // every span there is
+	cfg.Log.Outcomes = "all"          // a record per outcome
 	cfg.Log.Level = "debug"
 	w := e.startWorkerWith(cfg, &telemetry.Options{SpanExporter: col, Getenv: noOTelEnv})
 	for _, ev := range events {

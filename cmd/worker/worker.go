@@ -224,6 +224,7 @@ func serve(ctx context.Context, cfg config.Config, sessions map[string]string, l
 			RandomizationFactor: cfg.Top.Retry.RandomizationFactor,
 			MaxElapsedTime:      cfg.Top.Retry.MaxElapsedTime,
 		},
+		LogSuccesses:   cfg.Log.Outcomes == "all",
 		Logger:         log,
 		TracerProvider: tp,
 		MeterProvider:  mp,

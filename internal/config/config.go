@@ -190,6 +190,9 @@ type HTTP struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug|info|warn|error; default info
 	Format string `yaml:"format"` // json|text; default json
+	// Outcomes says which outcomes get a log record: failures (failed and rejected) or all (every
+	// outcome: one record per event). Default failures: the results topic has every outcome.
+	Outcomes string `yaml:"outcomes"`
 }
 
 // Default returns the configuration used when neither the file nor the environment sets a key.
@@ -255,6 +258,6 @@ func Default() Config {
 		},
 		Channels: channels,
 		HTTP:     HTTP{Addr: ":8080"},
-		Log:      Log{Level: "info", Format: "json"},
+		Log:      Log{Level: "info", Format: "json", Outcomes: "failures"},
 	}
 }

@@ -83,7 +83,7 @@ log: {level: debug, format: text}
 				c.Top.Retry.MaxElapsedTime = 2 * time.Minute
 				c.Worker.MaxInFlight = 64
 				c.Worker.Retention = 72 * time.Hour
-				c.Log = Log{Level: "debug", Format: "text"}
+				c.Log.Level, c.Log.Format = "debug", "text"
 			}),
 		},
 		{

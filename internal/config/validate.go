@@ -307,6 +307,9 @@ func (c Config) validate(requireSecrets bool) error {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format", "must be json or text")
 	}
+	if c.Log.Outcomes != "failures" && c.Log.Outcomes != "all" {
+		bad("log.outcomes", "must be failures or all")
+	}
 	return errors.Join(errs...)
 }
 

@@ -102,6 +102,10 @@ type Config struct {
 	// cancelled meanwhile (a drain that ran out of time). Default 10s.
 	StoreTimeout time.Duration
 
+	// LogSuccesses logs every outcome at info; false logs only failed and rejected ones (every
+	// outcome is on the results topic either way).
+	LogSuccesses bool
+
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider

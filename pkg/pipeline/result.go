@@ -67,20 +67,25 @@ func (p *Pipeline) finish(ctx context.Context, ev *event, dead bool) consumer.Re
 	}
 
 	span := trace.SpanFromContext(ctx)
-	span.SetAttributes(attribute.String("ordersync.status", o.Status))
-	attrs := []any{"event_id", o.EventID, "channel", o.Channel, "idempotency_key", o.IdempotencyKey, "status", o.Status,
-		"attempts", o.Attempts, "topic", o.Source.Topic, "partition", o.Source.Partition, "offset", o.Source.Offset}
-	if o.Error != nil {
-		attrs = append(attrs, "error_kind", o.Error.Kind, "error_code", o.Error.Code, "error", o.Error.Msg)
-		if o.Status != dispatch.StatusDuplicate {
+	failed := o.Status == dispatch.StatusFailed || o.Status == dispatch.StatusRejected
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("ordersync.status", o.Status))
+		if failed && o.Error != nil {
 			span.SetStatus(codes.Error, o.Error.Msg)
 			span.SetAttributes(attribute.String("error.type", o.Error.Kind))
 		}
 	}
-	if o.RequestID != "" {
-		attrs = append(attrs, "request_id", o.RequestID)
+	if failed || p.cfg.LogSuccesses {
+		attrs := []any{"event_id", o.EventID, "channel", o.Channel, "idempotency_key", o.IdempotencyKey, "status", o.Status,
+			"attempts", o.Attempts, "topic", o.Source.Topic, "partition", o.Source.Partition, "offset", o.Source.Offset}
+		if o.Error != nil {
+			attrs = append(attrs, "error_kind", o.Error.Kind, "error_code", o.Error.Code, "error", o.Error.Msg)
+		}
+		if o.RequestID != "" {
+			attrs = append(attrs, "request_id", o.RequestID)
+		}
+		p.log.InfoContext(ctx, "outcome", attrs...)
 	}
-	p.log.InfoContext(ctx, "outcome", attrs...)
 	p.m.outcome(ctx, o.Channel, o.Status)
 	return res
 }

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -18,6 +19,7 @@ type instruments struct {
 	processRetries metric.Int64Counter
 	publishRetries metric.Int64Counter
 	processTime    metric.Float64Histogram
+	sets           attrSets
 }
 
 // durationBuckets are the messaging semantic conventions' recommended boundaries, in seconds.
@@ -112,18 +114,47 @@ func newInstruments(m metric.Meter, c *Consumer) (*instruments, error) {
 }
 
 func (in *instruments) topicAttrs(topic string) metric.MeasurementOption {
-	return metric.WithAttributes(attribute.String("messaging.system", "kafka"), in.group, attribute.String("messaging.destination.name", topic))
+	return in.sets.get(in.group, setKey{topic: topic})
 }
 
 func (in *instruments) recordProcess(topic string, d time.Duration, errType string) {
-	attrs := []attribute.KeyValue{
-		attribute.String("messaging.system", "kafka"),
-		attribute.String("messaging.operation.name", "process"),
-		in.group,
-		attribute.String("messaging.destination.name", topic),
+	in.processTime.Record(context.Background(), d.Seconds(), in.sets.get(in.group, setKey{topic: topic, errType: errType, process: true}))
+}
+
+// setKey names one of the few attribute sets the per-message measurements use: a topic's, or a
+// process duration's (with its error type).
+type setKey struct {
+	topic, errType string
+	process        bool
+}
+
+// attrSets builds each attribute set once: a set built per measurement (sorted, de-duplicated,
+// hashed) costs more than the measurement itself.
+type attrSets struct {
+	mu sync.RWMutex
+	m  map[setKey]metric.MeasurementOption
+}
+
+func (a *attrSets) get(group attribute.KeyValue, k setKey) metric.MeasurementOption {
+	a.mu.RLock()
+	opt, ok := a.m[k]
+	a.mu.RUnlock()
+	if ok {
+		return opt
 	}
-	if errType != "" {
-		attrs = append(attrs, attribute.String("error.type", errType))
+	kvs := []attribute.KeyValue{attribute.String("messaging.system", "kafka"), group, attribute.String("messaging.destination.name", k.topic)}
+	if k.process {
+		kvs = append(kvs, attribute.String("messaging.operation.name", "process"))
 	}
-	in.processTime.Record(context.Background(), d.Seconds(), metric.WithAttributes(attrs...))
+	if k.errType != "" {
+		kvs = append(kvs, attribute.String("error.type", k.errType))
+	}
+	opt = metric.WithAttributeSet(attribute.NewSet(kvs...))
+	a.mu.Lock()
+	if a.m == nil {
+		a.m = make(map[setKey]metric.MeasurementOption)
+	}
+	a.m[k] = opt
+	a.mu.Unlock()
+	return opt
 }

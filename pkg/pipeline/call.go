@@ -235,33 +235,51 @@ func (p *Pipeline) attempt(ctx context.Context, rt *route, req topapi.Request, n
 
 // renew extends the lease every Lease/3 until the returned stop is called. The returned channel
 // is closed if the lease is lost; the caller stops retrying, but a call already in flight is left
-// to finish, since the platform may act on it whatever happens to the lease.
+// to finish, since the platform may act on it whatever happens to the lease. A timer, not a
+// goroutine per event: most events finish long before their first renewal is due.
 func (p *Pipeline) renew(ctx context.Context, key dedupe.Key, owner string, token int64) (lost <-chan struct{}, stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	lostc := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(p.cfg.Lease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				err := p.cfg.Dedupe.Renew(ctx, key, owner, token, p.cfg.Lease)
-				switch {
-				case errors.Is(err, dedupe.ErrLeaseLost):
-					p.log.WarnContext(ctx, "lease lost", "key", key.String())
-					close(lostc)
-					return
-				case err != nil && ctx.Err() == nil:
-					// Redis hiccup: the lease still has two thirds to go; try again next tick.
-					p.log.WarnContext(ctx, "renew lease", "key", key.String(), "err", err)
-				}
-			}
+	r := &renewal{lost: make(chan struct{})}
+	r.timer = time.AfterFunc(p.cfg.Lease/3, func() {
+		r.mu.Lock()
+		if r.stopped {
+			r.mu.Unlock()
+			return
 		}
-	}()
-	return lostc, func() { cancel(); wg.Wait() }
+		r.running.Add(1)
+		r.mu.Unlock()
+		defer r.running.Done()
+		err := p.cfg.Dedupe.Renew(ctx, key, owner, token, p.cfg.Lease)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		switch {
+		case r.stopped:
+		case errors.Is(err, dedupe.ErrLeaseLost):
+			p.log.WarnContext(ctx, "lease lost", "key", key.String())
+			close(r.lost)
+		default:
+			if err != nil && ctx.Err() == nil {
+				// Redis hiccup: the lease still has two thirds to go; try again next time.
+				p.log.WarnContext(ctx, "renew lease", "key", key.String(), "err", err)
+			}
+			r.timer.Reset(p.cfg.Lease / 3)
+		}
+	})
+	return r.lost, r.stop
+}
+
+// renewal is one claim's lease renewal timer.
+type renewal struct {
+	timer   *time.Timer
+	lost    chan struct{}
+	mu      sync.Mutex
+	stopped bool
+	running sync.WaitGroup // a renewal under way when stop is called
+}
+
+func (r *renewal) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	r.timer.Stop()
+	r.mu.Unlock()
+	r.running.Wait()
 }

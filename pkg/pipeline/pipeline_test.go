@@ -514,3 +514,41 @@ func TestPipelinePanicBecomesFailedOutcome(t *testing.T) {
 		t.Error("key left claimed after the panic, want released")
 	}
 }
+
+// While the gateway is retried for longer than the lease, the lease is renewed: no other owner
+// can take the key over meanwhile.
+func TestPipelineRenewsLeaseWhileRetrying(t *testing.T) {
+	const lease = 300 * time.Millisecond
+	f := newFixture(t, func(c *pipeline.Config) {
+		c.Lease = lease
+		c.Breaker.Disabled = true
+		c.Retry = pipeline.Retry{InitialInterval: 50 * time.Millisecond, Multiplier: 1, MaxInterval: 50 * time.Millisecond, MaxElapsedTime: 10 * time.Second}
+	})
+	if err := f.sim.SetFaults(topsim.Faults{ErrorRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	value := seed(t, "omni-saas")
+	done := make(chan dispatch.Outcome, 1)
+	go func() { o, _ := f.process(f.message("omni-saas", value, 1)); done <- o }()
+
+	// A rival asks for the key for four leases' time; the owner must hold it throughout.
+	key := dedupe.Key{Channel: "omni-saas", ID: "REQ-3436967"}
+	fp := fingerprintOfMessage(t, f, "omni-saas", value)
+	deadline := time.Now().Add(4 * lease)
+	for time.Now().Before(deadline) {
+		time.Sleep(lease / 6)
+		c, err := f.store.Claim(context.Background(), key, fp, "rival", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.State != dedupe.InProgress {
+			t.Fatalf("the rival's claim of %s: %s; want in progress: the owner's lease must be renewed", key, c.State)
+		}
+	}
+	if err := f.sim.SetFaults(topsim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if o := <-done; o.Status != dispatch.StatusSucceeded {
+		t.Errorf("outcome %s %+v, want succeeded once the gateway recovers", o.Status, o.Error)
+	}
+}

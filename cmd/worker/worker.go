@@ -249,8 +249,11 @@ func serve(ctx context.Context, cfg config.Config, sessions map[string]string, l
 		WriteTimeout: 10 * time.Second,
 		MaxAttempts:  3,
 		Transport:    transport,
-		Logger:       kafka.LoggerFunc(func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...), "component", "kafka") }),
 		ErrorLogger:  kafka.LoggerFunc(func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...), "component", "kafka") }),
+	}
+	if log.Enabled(ctx, slog.LevelDebug) {
+		// kafka-go logs every batch it writes: formatted only when it will be shown.
+		writer.Logger = kafka.LoggerFunc(func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...), "component", "kafka") })
 	}
 	startOffset := kafka.FirstOffset
 	if cfg.Kafka.StartOffset == "last" {

@@ -20,12 +20,13 @@ import (
 // partition is one assigned partition during one generation: its fetch loop, its key queues
 // and its offset tracker.
 type partition struct {
-	c       *Consumer
-	topic   string
-	id      int
-	start   int64 // offset to start fetching at (absolute, or kafka.FirstOffset/LastOffset)
-	offsets *tracker
-	work    context.Context // the context of processing; cancelled when the drain runs out of time
+	c        *Consumer
+	topic    string
+	spanName string // "process <topic>"
+	id       int
+	start    int64 // offset to start fetching at (absolute, or kafka.FirstOffset/LastOffset)
+	offsets  *tracker
+	work     context.Context // the context of processing; cancelled when the drain runs out of time
 
 	committed atomic.Int64 // last committed offset, -1 when none
 	fetchNext atomic.Int64 // one past the last fetched offset, -1 before the first fetch
@@ -62,7 +63,7 @@ func newPartition(c *Consumer, topic string, id int, start int64) *partition {
 	if start >= 0 {
 		committed = start
 	}
-	p := &partition{c: c, topic: topic, id: id, start: start, offsets: newTracker(), keys: make(map[string][]*task), rewind: -1}
+	p := &partition{c: c, topic: topic, spanName: "process " + topic, id: id, start: start, offsets: newTracker(), keys: make(map[string][]*task), rewind: -1}
 	p.committed.Store(committed)
 	p.fetchNext.Store(-1)
 	p.hwm.Store(-1)
@@ -416,7 +417,16 @@ func (p *partition) startSpan(t *task) {
 	c := p.c
 	m := &t.msg
 	ctx := c.cfg.Propagator.Extract(p.work, HeaderCarrier{Headers: &m.Headers})
-	attrs := []attribute.KeyValue{
+	t.ctx, t.span = c.tracer.Start(ctx, p.spanName, trace.WithSpanKind(trace.SpanKindConsumer))
+	if !t.span.IsRecording() {
+		return // no exporter: the span carries ids only, its attributes would be dropped
+	}
+	if up := trace.SpanContextFromContext(ctx); up.IsValid() {
+		// Parent on the upstream span for one end-to-end trace, and link it as the messaging
+		// conventions recommend for consumers.
+		t.span.AddLink(trace.Link{SpanContext: up})
+	}
+	t.span.SetAttributes(
 		attribute.String("messaging.system", "kafka"),
 		attribute.String("messaging.operation.name", "process"),
 		attribute.String("messaging.operation.type", "process"),
@@ -424,17 +434,10 @@ func (p *partition) startSpan(t *task) {
 		attribute.String("messaging.destination.partition.id", strconv.Itoa(m.Partition)),
 		attribute.Int64("messaging.kafka.offset", m.Offset),
 		attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
-	}
+	)
 	if len(m.Key) > 0 {
-		attrs = append(attrs, attribute.String("messaging.kafka.message.key", c.cfg.RedactKey(string(m.Key))))
+		t.span.SetAttributes(attribute.String("messaging.kafka.message.key", c.cfg.RedactKey(string(m.Key))))
 	}
-	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)}
-	if up := trace.SpanContextFromContext(ctx); up.IsValid() {
-		// Parent on the upstream span for one end-to-end trace, and link it as the messaging
-		// conventions recommend for consumers.
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: up}))
-	}
-	t.ctx, t.span = c.tracer.Start(ctx, "process "+m.Topic, opts...)
 }
 
 // process calls the processor, turning a panic into an error.

@@ -292,13 +292,16 @@ func (c *Consumer) outbox(t *task) *outbox {
 func (c *Consumer) traced(t *task, recs []kafka.Message) *outbox {
 	o := &outbox{records: recs, spans: make([]trace.Span, len(recs))}
 	for i := range recs {
-		sctx, span := c.tracer.Start(t.ctx, "send "+recs[i].Topic, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-			attribute.String("messaging.system", "kafka"),
-			attribute.String("messaging.operation.name", "send"),
-			attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.destination.name", recs[i].Topic),
-			attribute.String("messaging.kafka.message.key", c.cfg.RedactKey(string(recs[i].Key))),
-		))
+		sctx, span := c.tracer.Start(t.ctx, "send "+recs[i].Topic, trace.WithSpanKind(trace.SpanKindProducer))
+		if span.IsRecording() {
+			span.SetAttributes(
+				attribute.String("messaging.system", "kafka"),
+				attribute.String("messaging.operation.name", "send"),
+				attribute.String("messaging.operation.type", "send"),
+				attribute.String("messaging.destination.name", recs[i].Topic),
+				attribute.String("messaging.kafka.message.key", c.cfg.RedactKey(string(recs[i].Key))),
+			)
+		}
 		c.cfg.Propagator.Inject(sctx, HeaderCarrier{Headers: &recs[i].Headers})
 		o.spans[i] = span
 	}

@@ -22,8 +22,12 @@ import (
 // claim claims key, waiting while another worker holds it. A Redis failure is returned: the
 // consumer retries later (fail closed).
 func (p *Pipeline) claim(ctx context.Context, key dedupe.Key, fingerprint, owner string) (dedupe.Claim, error) {
-	ctx, span := p.tracer.Start(ctx, "dedupe claim", trace.WithAttributes(attribute.String("ordersync.channel", key.Channel)))
+	ctx, span := p.tracer.Start(ctx, "dedupe claim")
 	defer span.End()
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(attribute.String("ordersync.channel", key.Channel))
+	}
 	waited := false
 	for {
 		c, err := p.cfg.Dedupe.Claim(ctx, key, fingerprint, owner, p.cfg.Lease)
@@ -32,7 +36,9 @@ func (p *Pipeline) claim(ctx context.Context, key dedupe.Key, fingerprint, owner
 			span.SetAttributes(attribute.String("error.type", "redis"))
 			return c, err // names the key already
 		}
-		span.SetAttributes(attribute.String("ordersync.dedupe.result", c.State.String()))
+		if recording {
+			span.SetAttributes(attribute.String("ordersync.dedupe.result", c.State.String()))
+		}
 		if c.State != dedupe.InProgress {
 			return c, nil
 		}
@@ -200,11 +206,15 @@ func (p *Pipeline) attempt(ctx context.Context, rt *route, req topapi.Request, n
 	if err != nil {
 		return topapi.Response{}, &circuitError{probeAt: probeAt}
 	}
-	ctx, span := p.tracer.Start(ctx, "top "+req.Method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
-		attribute.String("ordersync.top.method", req.Method),
-		attribute.Int("ordersync.top.attempt", n),
-	))
+	name, ok := p.topSpans[req.Method]
+	if !ok {
+		name = "top " + req.Method
+	}
+	ctx, span := p.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("ordersync.top.method", req.Method), attribute.Int("ordersync.top.attempt", n))
+	}
 	start := time.Now()
 	resp, err := rt.caller.Call(ctx, req)
 	done(err)

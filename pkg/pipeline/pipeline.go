@@ -123,7 +123,9 @@ type Pipeline struct {
 	m      pipelineMetrics
 	seq    atomic.Uint64
 	routes map[string]*route // by channel id
-	all    []string          // every enabled channel's topic
+	// topSpans names each method's call span, "top <method>".
+	topSpans map[string]string
+	all      []string // every enabled channel's topic
 }
 
 // route is how a channel reaches its gateway.
@@ -202,14 +204,18 @@ func New(cfg Config) (*Pipeline, error) {
 		cfg.Now = time.Now
 	}
 	p := &Pipeline{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		tracer: cfg.TracerProvider.Tracer("github.com/ordersync/ordersync/pkg/pipeline"),
-		routes: make(map[string]*route),
-		all:    cfg.Registry.Topics(),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		tracer:   cfg.TracerProvider.Tracer("github.com/ordersync/ordersync/pkg/pipeline"),
+		routes:   make(map[string]*route),
+		topSpans: make(map[string]string),
+		all:      cfg.Registry.Topics(),
 	}
 	if err := p.route(); err != nil {
 		return nil, err
+	}
+	for _, ch := range cfg.Registry.Channels() {
+		p.topSpans[ch.Method] = "top " + ch.Method
 	}
 	if err := p.m.init(cfg.MeterProvider.Meter("github.com/ordersync/ordersync/pkg/pipeline"), p.breakers()); err != nil {
 		return nil, fmt.Errorf("pipeline: metrics: %w", err)
@@ -331,7 +337,9 @@ func (p *Pipeline) run(ctx context.Context, ev *event, release *func()) (dead bo
 	}
 	ev.env = env
 	ev.outcome.EventID = env.EventID
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String("messaging.message.id", env.EventID), attribute.String("ordersync.channel", ch.ID))
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.String("messaging.message.id", env.EventID), attribute.String("ordersync.channel", ch.ID))
+	}
 
 	prep, err := ch.Prepare(env)
 	if err != nil {

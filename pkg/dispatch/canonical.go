@@ -48,7 +48,11 @@ const canonicalDepth = 2 * MaxDepth
 // appendCanonical appends the canonical form of the single JSON value in data.
 func appendCanonical(dst, data []byte) ([]byte, error) {
 	l := &lexer{data: data}
-	out, err := canonValue(dst, l, 0)
+	c := &canonState{members: make([]member, 0, 32)}
+	if cap(dst)-len(dst) < len(data) {
+		dst = slices.Grow(dst, 2*len(data)) // member values, then the object sorted after them
+	}
+	out, err := c.value(dst, l, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -58,88 +62,102 @@ func appendCanonical(dst, data []byte) ([]byte, error) {
 	return out, nil
 }
 
-func canonValue(dst []byte, l *lexer, depth int) ([]byte, error) {
-	switch c := l.peek(); {
-	case c == '{' || c == '[':
+// canonState is what a canonical encoding keeps across nesting levels: a stack of the members
+// of the objects being encoded, so that objects do not each allocate their own.
+type canonState struct {
+	members []member
+}
+
+// value appends the canonical form of the next JSON value to buf.
+func (c *canonState) value(buf []byte, l *lexer, depth int) ([]byte, error) {
+	switch ch := l.peek(); {
+	case ch == '{' || ch == '[':
 		if depth >= canonicalDepth {
 			return nil, errors.New("nested too deeply")
 		}
-		if c == '[' {
-			return canonArray(dst, l, depth+1)
+		if ch == '[' {
+			return c.array(buf, l, depth+1)
 		}
-		return canonObject(dst, l, depth+1)
-	case c == '"':
+		return c.object(buf, l, depth+1)
+	case ch == '"':
 		s, err := l.str()
-		return appendString(dst, s), err
-	case c == 't':
-		return append(dst, "true"...), l.literal("true")
-	case c == 'f':
-		return append(dst, "false"...), l.literal("false")
-	case c == 'n':
-		return append(dst, "null"...), l.literal("null")
-	case c == '-' || (c >= '0' && c <= '9'):
+		return appendString(buf, s), err
+	case ch == 't':
+		return append(buf, "true"...), l.literal("true")
+	case ch == 'f':
+		return append(buf, "false"...), l.literal("false")
+	case ch == 'n':
+		return append(buf, "null"...), l.literal("null")
+	case ch == '-' || (ch >= '0' && ch <= '9'):
 		lit, err := l.number()
 		if err != nil {
 			return nil, err
 		}
-		return appendNumber(dst, lit)
+		return appendNumber(buf, lit)
 	default:
 		return nil, l.unexpected()
 	}
 }
 
-func canonArray(dst []byte, l *lexer, depth int) ([]byte, error) {
-	dst = append(dst, '[')
+func (c *canonState) array(buf []byte, l *lexer, depth int) ([]byte, error) {
+	buf = append(buf, '[')
 	err := l.array(func(i int) error {
 		if i > 0 {
-			dst = append(dst, ',')
+			buf = append(buf, ',')
 		}
 		var err error
-		dst, err = canonValue(dst, l, depth)
+		buf, err = c.value(buf, l, depth)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return append(dst, ']'), nil
+	return append(buf, ']'), nil
 }
 
-// member is an object member whose canonical value is scratch[start:end].
+// member is an object member whose canonical value is buf[start:end].
 type member struct {
 	key        string
 	start, end int
 }
 
-func canonObject(dst []byte, l *lexer, depth int) ([]byte, error) {
-	var scratch []byte
-	var members []member
+// object appends the canonical form of the object at l to buf: each member's value is encoded
+// after buf's end, then the members are written sorted after the values, and that is moved down
+// to where the object starts.
+func (c *canonState) object(buf []byte, l *lexer, depth int) ([]byte, error) {
+	base, mbase := len(buf), len(c.members)
+	defer func() { c.members = c.members[:mbase] }()
 	err := l.object(func(key string) error {
 		if l.peek() == 'n' { // null members are absent
 			return l.literal("null")
 		}
-		start := len(scratch)
+		start := len(buf)
 		var err error
-		scratch, err = canonValue(scratch, l, depth)
-		members = append(members, member{key, start, len(scratch)})
+		buf, err = c.value(buf, l, depth)
+		c.members = append(c.members, member{key, start, len(buf)})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	members := c.members[mbase:]
 	slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
-	dst = append(dst, '{')
+	values := len(buf)
+	buf = append(buf, '{')
 	for i, m := range members {
 		if i > 0 {
 			if m.key == members[i-1].key {
 				return nil, fmt.Errorf("duplicate key %q", m.key)
 			}
-			dst = append(dst, ',')
+			buf = append(buf, ',')
 		}
-		dst = appendString(dst, m.key)
-		dst = append(dst, ':')
-		dst = append(dst, scratch[m.start:m.end]...)
+		buf = appendString(buf, m.key)
+		buf = append(buf, ':')
+		buf = append(buf, buf[m.start:m.end]...)
 	}
-	return append(dst, '}'), nil
+	buf = append(buf, '}')
+	n := copy(buf[base:], buf[values:])
+	return buf[:base+n], nil
 }
 
 // appendString writes s as a JSON string with the minimal escapes; invalid

@@ -14,6 +14,18 @@ import (
 type lexer struct {
 	data []byte
 	pos  int
+	// text is data as a string, made on the first string or number read: every string without
+	// escapes is then a substring of it, one allocation for the whole text instead of one per
+	// key and value.
+	text string
+}
+
+// slice returns data[start:end] as a string sharing the lexer's one copy of the text.
+func (l *lexer) slice(start, end int) string {
+	if len(l.text) != len(l.data) {
+		l.text = string(l.data)
+	}
+	return l.text[start:end]
 }
 
 // syntaxError is a JSON syntax error at byte offset off of the text.
@@ -112,7 +124,7 @@ func (l *lexer) number() (string, error) {
 			return "", l.unexpected()
 		}
 	}
-	return string(l.data[start:l.pos]), nil
+	return l.slice(start, l.pos), nil
 }
 
 func (l *lexer) digits() int {
@@ -133,7 +145,7 @@ func (l *lexer) str() (string, error) {
 		c := l.data[l.pos]
 		switch {
 		case c == '"':
-			s := string(l.data[start:l.pos])
+			s := l.slice(start, l.pos)
 			l.pos++
 			return s, nil
 		case c == '\\' || c < 0x20:

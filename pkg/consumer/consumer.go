@@ -188,6 +188,7 @@ type Consumer struct {
 	slots  chan struct{} // a fetched, unfinished message holds one element
 	m      *instruments
 	gates  *gates
+	pool   *workers
 
 	mu    sync.Mutex
 	parts map[partitionID]*partition // partitions of the current generation
@@ -218,6 +219,7 @@ func New(cfg Config, proc Processor) (*Consumer, error) {
 		addr:   kafka.TCP(cfg.Brokers...),
 		slots:  make(chan struct{}, cfg.MaxInFlight),
 		parts:  make(map[partitionID]*partition),
+		pool:   newWorkers(),
 	}
 	c.gates = newGates(c)
 	for _, r := range append(cfg.PauseReasons, "unwritable") {
@@ -264,6 +266,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("consumer group: %w", err)
 	}
 	defer c.gates.stop()
+	defer c.pool.close() // after every generation has drained: no task runs any more
 	// Work keeps its own context so that a cancelled ctx stops fetching but lets in-flight
 	// messages finish within DrainTimeout; each partition cancels its work when time is up.
 	work := context.WithoutCancel(ctx)

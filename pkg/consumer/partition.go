@@ -264,7 +264,7 @@ func (p *partition) dispatch(t *task) {
 	}
 	p.wg.Add(1)
 	p.mu.Unlock()
-	go p.runTasks(t)
+	p.c.pool.run(func() { p.runTasks(t) })
 }
 
 type status int

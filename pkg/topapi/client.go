@@ -51,10 +51,12 @@ type Config struct {
 	// the whole answer; it does not include waiting for flow control.
 	// Default 10s.
 	Timeout time.Duration
-	// HTTPClient sends the requests. Nil means a client of its own with a
-	// transport tuned for hundreds of concurrent calls to one host
-	// (HTTP/1.1 keep-alive, 512 idle connections per host). Its Timeout
-	// should be 0: the per-call Timeout above applies.
+	// HTTPClient's Transport sends the requests. Nil means a transport of
+	// its own tuned for hundreds of concurrent calls to one host (HTTP/1.1
+	// keep-alive, 512 idle connections per host). The client's Timeout,
+	// redirect policy and cookie jar are not used: the per-call Timeout
+	// above applies, and the gateway is called at exactly its URL (a
+	// redirect answer is a Credentials error naming where it points).
 	HTTPClient *http.Client
 	// MaxBodyBytes bounds the size of an answer; a longer one fails the
 	// call (not retryable). Default 4 MiB.
@@ -192,7 +194,8 @@ type Client struct {
 	retryISV  map[string]bool
 	now       func() time.Time
 	hc        *http.Client
-	own       *http.Transport // the default transport, when HTTPClient was nil
+	own       *http.Transport   // the default transport, when HTTPClient was nil
+	rt        http.RoundTripper // hc's transport: the requests are sent with it
 	flow      *flow
 	signName  string
 }
@@ -227,6 +230,10 @@ func New(cfg Config) (*Client, error) {
 	if c.hc == nil {
 		c.own = NewTransport()
 		c.hc = &http.Client{Transport: c.own}
+	}
+	c.rt = c.hc.Transport
+	if c.rt == nil {
+		c.rt = http.DefaultTransport
 	}
 	return c, nil
 }
@@ -389,26 +396,35 @@ func (c *Client) encode(sg *signer, req Request, now time.Time) ([]byte, error) 
 func (c *Client) post(ctx context.Context, method string, body []byte) (Response, *Error) {
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
-	hreq, err := http.NewRequestWithContext(callCtx, http.MethodPost, c.gateway, bytes.NewReader(body))
-	if err != nil {
-		return Response{}, &Error{Msg: "build request: invalid gateway URL"}
-	}
-	hreq.Header.Set("Content-Type", "application/x-www-form-urlencoded;charset=UTF-8")
-	hreq.Header.Set("Accept", "application/json")
-	hreq.Header.Set("User-Agent", "ordersync-topapi")
 	// Whether the whole request left this process decides whether a failed
 	// call may have been executed (Error.MayHaveExecuted).
 	var wrote atomic.Bool
-	hreq = hreq.WithContext(httptrace.WithClientTrace(hreq.Context(), &httptrace.ClientTrace{
+	traceCtx := httptrace.WithClientTrace(callCtx, &httptrace.ClientTrace{
 		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) },
-	}))
-	hresp, err := c.hc.Do(hreq)
+	})
+	hreq, err := http.NewRequestWithContext(traceCtx, http.MethodPost, c.gateway, bytes.NewReader(body))
+	if err != nil {
+		return Response{}, &Error{Msg: "build request: invalid gateway URL"}
+	}
+	hreq.Header = http.Header{
+		"Content-Type": {"application/x-www-form-urlencoded;charset=UTF-8"},
+		"Accept":       {"application/json"},
+		"User-Agent":   {"ordersync-topapi"},
+	}
+	// The transport, not the client: the gateway is called at exactly its URL
+	// (a redirect is an error naming where it points, below), and the
+	// client's per-request header copy for redirects is saved.
+	hresp, err := c.rt.RoundTrip(hreq)
 	if err != nil {
 		e := c.transportError(ctx, callCtx, "post", 0, err)
 		e.sent = wrote.Load()
 		return Response{}, e
 	}
 	defer closeBody(hresp.Body)
+	if hresp.StatusCode >= 300 && hresp.StatusCode <= 399 {
+		return Response{}, &Error{HTTPStatus: hresp.StatusCode, sent: true, credentials: true,
+			Msg: fmt.Sprintf("%s: the gateway URL redirects to %s; set it to the final URL", http.StatusText(hresp.StatusCode), redirectTarget(hresp))}
+	}
 	data, err := readBounded(hresp.Body, hresp.ContentLength, c.maxBody)
 	if errors.Is(err, errTooLong) {
 		return Response{}, &Error{
@@ -565,6 +581,16 @@ func envelope(top map[string]json.RawMessage, method string) (json.RawMessage, b
 		}
 	}
 	return found, n == 1
+}
+
+// redirectTarget is where a redirect answer points, without its query.
+func redirectTarget(resp *http.Response) string {
+	loc, err := resp.Location()
+	if err != nil {
+		return "an unknown location"
+	}
+	loc.RawQuery, loc.Fragment, loc.User = "", "", nil
+	return loc.String()
 }
 
 // httpStatusMsg describes an HTTP error status, with the start of a textual

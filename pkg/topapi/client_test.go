@@ -74,6 +74,27 @@ func asError(t *testing.T, err error) *Error {
 
 const testMethod = "alibaba.omni.saas.order.create"
 
+// A gateway URL that redirects (http:// to https://, a moved host) is not followed: the request
+// is a POST with a signed body, and the operator should configure the final URL. The error says
+// where it points, without the query.
+func TestRedirectNamesTarget(t *testing.T) {
+	var calls atomic.Int32
+	srv := gateway(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Redirect(w, r, "https://gw.example.com/router/rest?token=abc", http.StatusMovedPermanently)
+	})
+	c := newTestClient(t, srv.URL, nil)
+	_, err := c.Call(context.Background(), Request{Method: testMethod})
+	e := asError(t, err)
+	if !e.Credentials() || e.MayHaveExecuted() || !strings.Contains(e.Error(), "redirects to https://gw.example.com/router/rest;") ||
+		strings.Contains(e.Error(), "token") {
+		t.Errorf("error %q (credentials %v); want a configuration error naming the target without its query", e, e.Credentials())
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d requests, want 1: the redirect is not followed", n)
+	}
+}
+
 func TestClassification(t *testing.T) {
 	type want struct {
 		code       int
@@ -153,6 +174,8 @@ func TestClassification(t *testing.T) {
 		{name: "HTTP 401", status: 401, want: want{kind: KindPlatform, status: 401, cred: true}},
 		{name: "HTTP 403", status: 403, want: want{kind: KindPlatform, status: 403, cred: true}},
 		{name: "HTTP 404", status: 404, want: want{kind: KindPlatform, status: 404, cred: true}},
+		{name: "HTTP 301", status: 301, want: want{kind: KindPlatform, status: 301, cred: true}},
+		{name: "HTTP 307", status: 307, want: want{kind: KindPlatform, status: 307, cred: true}},
 		{name: "HTTP 400 with a transient error_response", status: 400, body: errBody(15, "isp.top-remote-connection-timeout", ""),
 			want: want{code: 15, retryable: true, kind: KindPlatform, status: 400, exec: true}},
 		{name: "HTTP 400 with a permanent error_response", status: 400, body: errBody(27, "", ""),

@@ -116,7 +116,8 @@ func (e *Error) Session() bool {
 // Credentials reports whether the failure is the app's configuration rather
 // than the request: the platform refused the signature (24, 25), the app key
 // (28, 29), the app's permissions (11, 13) or the timestamp (30, 31: the
-// host's clock), or the gateway URL answered HTTP 401, 403 or 404, or a 2xx
+// host's clock), or the gateway URL answered HTTP 401, 403, 404 or a
+// redirect, or a 2xx
 // that is not a TOP answer (not JSON, without the method's envelope). Every
 // call fails the same way until the configuration is fixed; none of them was
 // executed.

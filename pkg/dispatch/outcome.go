@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ordersync/ordersync/pkg/topapi"
 )
@@ -94,21 +95,182 @@ type Outcome struct {
 	TraceID           string     `json:"trace_id,omitempty"`
 }
 
-// MarshalJSON encodes o as described on [Outcome].
+// MarshalJSON encodes o as described on [Outcome]. The bytes are exactly what encoding/json
+// writes for these fields (HTML-safe escapes, a compacted response, RFC 3339 times with
+// nanoseconds), without its reflection: FuzzOutcomeJSON holds the two equal.
 func (o Outcome) MarshalJSON() ([]byte, error) {
-	type plain Outcome // no methods: no recursion
-	p := plain(o)
-	if p.Schema == "" {
-		p.Schema = Schema
+	return o.AppendJSON(make([]byte, 0, 512+len(o.Response)))
+}
+
+// AppendJSON appends o's JSON form (as MarshalJSON) to b.
+func (o Outcome) AppendJSON(b []byte) ([]byte, error) {
+	schema := o.Schema
+	if schema == "" {
+		schema = Schema
 	}
-	if len(p.Response) > 0 && !json.Valid(p.Response) {
-		s, err := json.Marshal(string(p.Response))
-		if err != nil {
-			return nil, err
+	b = append(b, `{"schema":`...)
+	b = appendJSONString(b, schema)
+	b = append(b, `,"event_id":`...)
+	b = appendJSONString(b, o.EventID)
+	b = append(b, `,"channel":`...)
+	b = appendJSONString(b, o.Channel)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, o.Method)
+	b = append(b, `,"idempotency_key":`...)
+	b = appendJSONString(b, o.IdempotencyKey)
+	b = append(b, `,"status":`...)
+	b = appendJSONString(b, o.Status)
+	b = append(b, `,"attempts":`...)
+	b = strconv.AppendInt(b, int64(o.Attempts), 10)
+	if len(o.Response) > 0 {
+		b = append(b, `,"response":`...)
+		if json.Valid(o.Response) {
+			b = appendCompactJSON(b, o.Response)
+		} else {
+			b = appendJSONString(b, string(o.Response))
 		}
-		p.Response = s
 	}
-	return json.Marshal(p)
+	if o.ResponseTruncated {
+		b = append(b, `,"response_truncated":true`...)
+	}
+	if e := o.Error; e != nil {
+		b = append(b, `,"error":{"kind":`...)
+		b = appendJSONString(b, e.Kind)
+		b = append(b, `,"code":`...)
+		b = appendJSONString(b, e.Code)
+		b = append(b, `,"msg":`...)
+		b = appendJSONString(b, e.Msg)
+		b = append(b, `,"sub_code":`...)
+		b = appendJSONString(b, e.SubCode)
+		b = append(b, `,"sub_msg":`...)
+		b = appendJSONString(b, e.SubMsg)
+		b = append(b, `,"retryable":`...)
+		b = strconv.AppendBool(b, e.Retryable)
+		b = append(b, '}')
+	}
+	if o.RequestID != "" {
+		b = append(b, `,"request_id":`...)
+		b = appendJSONString(b, o.RequestID)
+	}
+	b = append(b, `,"source":{"topic":`...)
+	b = appendJSONString(b, o.Source.Topic)
+	b = append(b, `,"partition":`...)
+	b = strconv.AppendInt(b, int64(o.Source.Partition), 10)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendInt(b, o.Source.Offset, 10)
+	b = append(b, `},"received_at":`...)
+	var err error
+	if b, err = appendJSONTime(b, o.ReceivedAt); err != nil {
+		return nil, err
+	}
+	b = append(b, `,"completed_at":`...)
+	if b, err = appendJSONTime(b, o.CompletedAt); err != nil {
+		return nil, err
+	}
+	if o.TraceID != "" {
+		b = append(b, `,"trace_id":`...)
+		b = appendJSONString(b, o.TraceID)
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONTime appends t as encoding/json does: RFC 3339 with nanoseconds, in quotes.
+func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
+	if y := t.Year(); y < 0 || y >= 10000 {
+		return nil, errors.New("Time.MarshalJSON: year outside of range [0,9999]")
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"'), nil
+}
+
+// appendCompactJSON appends the valid JSON text v compacted and HTML-escaped, as encoding/json
+// writes a json.RawMessage.
+func appendCompactJSON(b []byte, v []byte) []byte {
+	inString, escaped := false, false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			case c == '<' || c == '>' || c == '&':
+				b = append(b, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&0xf])
+				continue
+			case c == 0xe2 && i+2 < len(v) && v[i+1] == 0x80 && v[i+2]&^1 == 0xa8: // U+2028, U+2029
+				b = append(b, '\\', 'u', '2', '0', '2', hexDigit[v[i+2]&0xf])
+				i += 2
+				continue
+			}
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			continue
+		case c == '"':
+			inString = true
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+const hexDigit = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string escaped as encoding/json does by default: \" \\
+// \b \f \n \r \t, \u00XX for other control characters and for < > &, \u2028 and \u2029,
+// and U+FFFD for invalid UTF-8.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigit[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // ErrorFromTOP describes a failed gateway call. A *topapi.Error (found with

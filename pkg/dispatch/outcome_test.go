@@ -95,3 +95,44 @@ func TestOutcomeInvalidResponse(t *testing.T) {
 		t.Errorf("response = %q (%v), want the text as a JSON string; outcome %s", back.Response, err, b)
 	}
 }
+
+// reflectOutcomeJSON is how Outcome was encoded with encoding/json's reflection; MarshalJSON
+// must write the same bytes.
+func reflectOutcomeJSON(o Outcome) ([]byte, error) {
+	type plain Outcome
+	p := plain(o)
+	if p.Schema == "" {
+		p.Schema = Schema
+	}
+	if len(p.Response) > 0 && !json.Valid(p.Response) {
+		s, err := json.Marshal(string(p.Response))
+		if err != nil {
+			return nil, err
+		}
+		p.Response = s
+	}
+	return json.Marshal(p)
+}
+
+func FuzzOutcomeJSON(f *testing.F) {
+	f.Add("evt-1", "REQ-<1>&", "msg \u2028 \x01 \"q\" \\", []byte(`{"trade_no": 10309483976732423, "a": "<b>"}`), 3, int64(42), true, int64(1763690400123456789))
+	f.Add("", "", "\xff\xfe", []byte(`not json`), 0, int64(0), false, int64(0))
+	f.Add("é\u2029", "k", "", []byte(`[1, 2 ,{"x":"\u2028"}]`), -1, int64(-5), true, int64(-62135596800000000))
+	f.Fuzz(func(t *testing.T, eventID, key, msg string, response []byte, attempts int, offset int64, withError bool, nanos int64) {
+		o := Outcome{EventID: eventID, Channel: "omni-saas", Method: "alibaba.omni.saas.order.create", IdempotencyKey: key,
+			Status: StatusFailed, Attempts: attempts, Response: response, ResponseTruncated: offset%2 == 0, RequestID: msg,
+			Source: Source{Topic: "orders." + key, Partition: attempts, Offset: offset}, ReceivedAt: time.Unix(0, nanos).UTC(),
+			CompletedAt: time.Unix(0, nanos).In(time.FixedZone("x", 8*3600)), TraceID: eventID}
+		if withError {
+			o.Error = &ErrorInfo{Kind: KindPlatform, Code: key, Msg: msg, SubCode: eventID, SubMsg: msg + key, Retryable: attempts > 2}
+		}
+		want, werr := reflectOutcomeJSON(o)
+		got, gerr := o.MarshalJSON()
+		if (werr != nil) != (gerr != nil) {
+			t.Fatalf("errors differ: reflection %v, MarshalJSON %v", werr, gerr)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("MarshalJSON differs from encoding/json:\n got %s\nwant %s", got, want)
+		}
+	})
+}

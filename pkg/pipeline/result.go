@@ -31,7 +31,7 @@ func (p *Pipeline) finish(ctx context.Context, ev *event, dead bool) consumer.Re
 		if body, err = p.encode(o); err != nil {
 			// Only an unencodable response could do this; keep the outcome without it.
 			o.Response = nil
-			body, _ = json.Marshal(o)
+			body, _ = o.MarshalJSON()
 		}
 	}
 	record := func(value []byte) []kafka.Message {
@@ -55,7 +55,7 @@ func (p *Pipeline) finish(ctx context.Context, ev *event, dead bool) consumer.Re
 				e.Msg, e.SubMsg = cut(e.Msg, 512), cut(e.SubMsg, 512)
 				small.Error = &e
 			}
-			b, _ := json.Marshal(small)
+			b, _ := small.MarshalJSON()
 			return record(b)
 		},
 	}
@@ -97,7 +97,7 @@ const recordOverhead = 4 << 10
 // encode is o's JSON, fitted to MaxRecordBytes: a response too large is cut to a JSON string of
 // its start, or dropped, and ResponseTruncated says so; error texts too long are cut.
 func (p *Pipeline) encode(o *dispatch.Outcome) ([]byte, error) {
-	body, err := json.Marshal(o)
+	body, err := o.MarshalJSON()
 	limit := p.cfg.MaxRecordBytes - recordOverhead
 	if err != nil || len(body) <= limit {
 		return body, err
@@ -118,13 +118,13 @@ func (p *Pipeline) encode(o *dispatch.Outcome) ([]byte, error) {
 			break
 		}
 		o.Response = s
-		if body, err = json.Marshal(o); err == nil && len(body) <= limit {
+		if body, err = o.MarshalJSON(); err == nil && len(body) <= limit {
 			return body, nil
 		}
 		n -= max(len(body)-limit, n/8)
 	}
 	o.Response = nil
-	return json.Marshal(o)
+	return o.MarshalJSON()
 }
 
 // cut returns s shortened to at most n bytes, on a UTF-8 boundary, marked with "…".

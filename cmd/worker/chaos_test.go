@@ -154,7 +154,7 @@ func TestChaos(t *testing.T) {
 	cfg.Kafka.MaxRecordBytes = chaosMaxRecord
 	cfg.Kafka.SessionTimeout = 3 * time.Second
 	cfg.Kafka.RebalanceTimeout = 5 * time.Second
-	cfg.Worker.ShutdownTimeout = 10 * time.Second // the least top.timeout (2 s) allows
+	cfg.Worker.ShutdownTimeout = cfg.Top.Timeout + 8*time.Second // the least allowed: an answer in transit is stored
 	cfg.Top.Breaker.OpenFor = 500 * time.Millisecond
 	cfg.Top.Breaker.MaxOpenFor = 2 * time.Second
 	if err := cfg.Validate(); err != nil {

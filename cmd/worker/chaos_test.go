@@ -71,9 +71,11 @@ const (
 //     keep the group from ever re-forming (shared/notes/failure-and-throughput.md). The soak spaces
 //     its kills beyond one rebalance instead of raising the JoinGroup deadline (the consumer does not
 //     expose it): after a kill the group re-forms within session_timeout 3 s + rebalance_timeout 5 s.
-//     A revoked member's drain (3/4 of shutdown_timeout 3 s = 2.25 s) stays under the session
-//     timeout: kafka-go stops heartbeating once a rebalance begins, so a member that drains longer
-//     is expelled and its last commit refused.
+//     worker.shutdown_timeout is the least top.timeout 2 s allows (10 s), so a revoked member
+//     drains for 1 s plus a call already sent (up to 2 s): under the session timeout, which matters
+//     because kafka-go stops heartbeating once a rebalance begins. Only when Redis is down at a
+//     revoke can storing an answer (up to 5 s) outlast the session: the member is expelled, its
+//     last commit refused, and work it finished is redelivered — identical repeats, checked below.
 //   - Redis: killed, kept down 1.5 s and restarted empty at 30% and at 80% of the soak.
 //   - The simulator: an app-wide ban longer than top.max_ban_wait at 15% (every channel pauses), an
 //     outage — every call HTTP 503, the circuit opens — at 42%, a burst of 5xx (25% HTTP 503, 15%
@@ -85,13 +87,14 @@ const (
 //     worker was killed after publishing, or a rebalance that a kill or restart started redelivered
 //     work finished behind an unfinished offset) that are identical — same status, error kind and
 //     code, and request id — unless a Redis restart fell between them (the store forgot the key and
-//     the redelivery was processed afresh; each outcome must then be allowed on its own). No outcome
-//     lacks an event, and every committed offset has an outcome.
+//     the redelivery was processed afresh; each outcome must then be allowed on its own), or an
+//     ambiguous outcome comes again without a call (its code may then say why: taken over,
+//     redelivered). No outcome lacks an event, and every committed offset has an outcome.
 //   - statuses: valid events succeeded, re-sends duplicate, every malformed, undecodable or oversized
 //     event rejected (validation); icbu-trade events may end failed/ambiguous (a 5xx, or a takeover
 //     after a kill). A re-send may have succeeded only if its key had an ambiguous outcome (the claim
 //     was released, docs/ARCHITECTURE.md "Dedupe states") or if a Redis restart fell between a completed outcome of its key
-//     and its own start (the emptied store forgot the key: to the worker it is a new event). A valid
+//     and its own completion (the emptied store forgot the key: to the worker it is a new event). A valid
 //     event may be a duplicate when it came again (redelivered) after a re-send completed its key.
 //   - dead letters: exactly the rejected and failed (exhausted, auth, ambiguous) events have one;
 //     each fits kafka.max_record_bytes; the oversized and padded ones are reduced (value truncated,
@@ -155,6 +158,9 @@ func TestChaos(t *testing.T) {
 	cfg.Worker.ShutdownTimeout = cfg.Top.Timeout + 8*time.Second // the least allowed: an answer in transit is stored
 	cfg.Top.Breaker.OpenFor = 500 * time.Millisecond
 	cfg.Top.Breaker.MaxOpenFor = 2 * time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("the soak's worker configuration: %v", err)
+	}
 	r.cfg = cfg
 	for i := range chaosWorkers {
 		r.startWorker(i)
@@ -624,6 +630,11 @@ func (r *chaosRun) collect(events []testEvent, gen *chaosGen) {
 	}
 	deadline := time.Now().Add(chaosDrainWait)
 	for {
+		for _, w := range r.workers {
+			if !r.alive(w) {
+				r.t.Fatal("a worker exited by itself; the backlog cannot drain")
+			}
+		}
 		r.readOutcomes()
 		var missing []string
 		for _, ev := range events {
@@ -743,6 +754,8 @@ func (r *chaosRun) checkOutcomes() {
 			case redis:
 				// The store forgot the key: the redelivery was processed afresh; each outcome
 				// stands on its own (checked above).
+			case isAmbiguous(prev.o) && isAmbiguous(x.o) && x.o.RequestID == "":
+				// Ambiguous again without a call: the code may say why (taken over, redelivered).
 			case isAmbiguous(prev.o) && x.o.RequestID != prev.o.RequestID:
 				r.problem("event %s (%s at %s): failed/ambiguous (request %s) at %s, then redelivered and called again: %s %s/%s (request %s) at %s — see TestFindingAmbiguousEventCalledAgainAfterKill",
 					ev.eventID, ev.channel, c, prev.o.RequestID, prev.at.Format("15:04:05.000"), x.o.Status, errKind(x.o), errCode(x.o), x.o.RequestID, x.at.Format("15:04:05.000"))
@@ -770,13 +783,13 @@ func (r *chaosRun) statusOK(ev testEvent, o dispatch.Outcome) bool {
 		// A duplicate when a re-send completed the key before this event came again (its
 		// own outcome was not stored: ambiguous, or forgotten by a Redis restart).
 		return o.Status == dispatch.StatusSucceeded || icbu && isAmbiguous(o) ||
-			o.Status == dispatch.StatusDuplicate && r.completedByOther(ev, o.ReceivedAt)
+			o.Status == dispatch.StatusDuplicate && r.completedByOther(ev, o.CompletedAt)
 	case kindResend:
 		switch {
 		case o.Status == dispatch.StatusDuplicate, icbu && isAmbiguous(o):
 			return true
 		case o.Status == dispatch.StatusSucceeded:
-			return r.keyAmbiguous(ev.channel, ev.key) || r.forgotten(ev.channel, ev.key, o.ReceivedAt)
+			return r.keyAmbiguous(ev.channel, ev.key) || r.forgotten(ev.channel, ev.key, o.CompletedAt)
 		}
 	}
 	return false
@@ -803,10 +816,12 @@ func (r *chaosRun) keyAmbiguous(channel, key string) bool {
 	return false
 }
 
-// completedByOther reports whether another event of ev's key succeeded before started.
-func (r *chaosRun) completedByOther(ev testEvent, started time.Time) bool {
+// completedByOther reports whether another event of ev's key succeeded before ev's outcome
+// completed at done. (Not before it started: a claim can land long after the start, when Redis
+// was down meanwhile.)
+func (r *chaosRun) completedByOther(ev testEvent, done time.Time) bool {
 	for _, x := range r.byKey[ev.channel+" "+ev.key] {
-		if x.o.EventID != ev.eventID && x.o.Status == dispatch.StatusSucceeded && x.o.CompletedAt.Before(started) {
+		if x.o.EventID != ev.eventID && x.o.Status == dispatch.StatusSucceeded && x.o.CompletedAt.Before(done) {
 			return true
 		}
 	}
@@ -814,10 +829,11 @@ func (r *chaosRun) completedByOther(ev testEvent, started time.Time) bool {
 }
 
 // forgotten reports whether a Redis restart fell after an outcome of the key completed and before
-// started: the emptied store no longer knew the key.
-func (r *chaosRun) forgotten(channel, key string, started time.Time) bool {
+// another completed at done (whose claim may have landed any time before that, however early it
+// started): the emptied store no longer knew the key.
+func (r *chaosRun) forgotten(channel, key string, done time.Time) bool {
 	for _, x := range r.byKey[channel+" "+key] {
-		if r.forgets(x.o.CompletedAt, started) {
+		if r.forgets(x.o.CompletedAt, done) {
 			return true
 		}
 	}

@@ -70,13 +70,15 @@ bench:
 bench-e2e:
 	$(GO) test -run '^$$' -bench '^BenchmarkE2E$$' -benchtime 1x -count=1 -timeout 15m ./cmd/worker/
 
-## lint: gofmt, then vet and staticcheck in each module, then tidy-check.
+## lint: gofmt, then vet and staticcheck in each module (and vet of the production build, -tags nodev),
+## then tidy-check.
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do \
 	  echo "vet, staticcheck: $$m"; \
 	  (cd $$m && $(GO) vet ./... && $(GOBIN)/staticcheck ./...); \
 	done
+	$(GO) vet -tags nodev ./cmd/worker
 	$(MAKE) --no-print-directory tidy-check
 
 ## tidy-check: fails when `go mod tidy` would change go.mod or go.sum of any module (prints the diff).
@@ -90,10 +92,13 @@ tidy-check:
 image:
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(patsubst v%,%,$(VERSION)) .
 
-## static: the image's binary without a container engine: CGO off, trimmed, version-stamped; fails unless
-## it is statically linked and `worker version` runs.
+## static: the image's binary without a container engine: CGO off, trimmed, version-stamped, without
+## `worker dev` (-tags nodev: no embedded broker or Redis); fails unless it is statically linked, carries
+## neither kfake nor miniredis, and `worker version` runs. Prints its size.
 static:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/worker ./cmd/worker
+	CGO_ENABLED=0 $(GO) build -tags nodev -trimpath -ldflags '$(LDFLAGS)' -o bin/worker ./cmd/worker
 	@$(GO) version -m bin/worker | grep -q 'CGO_ENABLED=0' || { echo "bin/worker: not built with CGO_ENABLED=0"; exit 1; }
 	@if ldd bin/worker >/dev/null 2>&1; then echo "bin/worker is dynamically linked:"; ldd bin/worker; exit 1; fi
+	@if $(GO) version -m bin/worker | grep -E 'kfake|miniredis'; then echo "bin/worker carries the development broker or Redis"; exit 1; fi
 	bin/worker version
+	@ls -l bin/worker | awk '{printf "bin/worker: %.1f MiB\n", $$5/1048576}'

@@ -310,6 +310,12 @@ func serve(ctx context.Context, cfg config.Config, sessions map[string]string, l
 		"topics", strings.Join(registry.Topics(), ","), "results", cfg.Kafka.ResultsTopic, "dlq", cfg.Kafka.DLQTopic,
 		"redis", strings.Join(cfg.Redis.Addrs, ","), "gateway", cfg.Top.GatewayURL, "http", ln.Addr().String(),
 		"max_in_flight", cfg.Worker.MaxInFlight)
+	if revoke := cfg.Worker.ShutdownTimeout - config.CloseTimeout; revoke > min(cfg.Kafka.SessionTimeout, cfg.Kafka.RebalanceTimeout) {
+		// kafka-go stops heartbeating while a generation ends: a revoke longer than the session
+		// gets the member expelled, its last commit refused and its finished events redelivered.
+		log.Warn("a revoke may outlast the group session: events finished during a long revoke may be processed again (their outcomes repeated, no call repeated); raise kafka.session_timeout and kafka.rebalance_timeout above worker.shutdown_timeout less 2s",
+			"revoke_up_to", revoke, "session_timeout", cfg.Kafka.SessionTimeout, "rebalance_timeout", cfg.Kafka.RebalanceTimeout)
+	}
 	if h.ready != nil {
 		h.ready(ln.Addr().String())
 	}

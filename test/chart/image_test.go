@@ -16,7 +16,7 @@ func TestDockerfile(t *testing.T) {
 	for _, want := range []string{
 		"FROM --platform=$BUILDPLATFORM golang:1.26",
 		"CGO_ENABLED=0",
-		"-trimpath",
+		"-tags nodev -trimpath", // the production binary leaves worker dev out
 		`-ldflags "-s -w -X main.version=${VERSION}"`,
 		"FROM gcr.io/distroless/static-debian12:nonroot",
 		"USER 65532:65532",
@@ -31,7 +31,7 @@ func TestDockerfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"LDFLAGS   := -s -w -X main.version=$(VERSION)", "static:", "CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'", "image:"} {
+	for _, want := range []string{"LDFLAGS   := -s -w -X main.version=$(VERSION)", "static:", "CGO_ENABLED=0 $(GO) build -tags nodev -trimpath -ldflags '$(LDFLAGS)'", "image:"} {
 		if !strings.Contains(string(mk), want) {
 			t.Errorf("Makefile does not contain %q", want)
 		}

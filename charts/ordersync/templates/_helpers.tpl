@@ -260,3 +260,23 @@ KEDA's names for a SASL mechanism.
 {{- define "ordersync.kedaAuth" -}}
 {{- if or (include "ordersync.kafkaSASL" .) (and .Values.config.kafka.tls.enabled .Values.kafkaTLS.secretName (or .Values.kafkaTLS.caKey .Values.kafkaTLS.certKey)) }}true{{ end }}
 {{- end }}
+
+{{/*
+GOMEMLIMIT for the worker: goMemLimit when set, else 90% of resources.limits.memory in MiB (the Go
+runtime then collects harder near the limit instead of the kernel killing the pod), else nothing.
+Understands the Kubernetes quantity suffixes Ki Mi Gi Ti, k M G T and plain bytes.
+*/}}
+{{- define "ordersync.gomemlimit" -}}
+{{- if .Values.goMemLimit -}}
+{{- .Values.goMemLimit -}}
+{{- else if and .Values.resources .Values.resources.limits .Values.resources.limits.memory -}}
+{{- $q := toString .Values.resources.limits.memory -}}
+{{- $n := regexFind "^[0-9]+(\\.[0-9]+)?" $q -}}
+{{- $unit := trimPrefix $n $q -}}
+{{- $perMiB := dict "" 0.00000095367431640625 "Ki" 0.0009765625 "Mi" 1.0 "Gi" 1024.0 "Ti" 1048576.0 "k" 0.0009536743164 "M" 0.95367431640625 "G" 953.67431640625 "T" 953674.31640625 -}}
+{{- if or (not $n) (not (hasKey $perMiB $unit)) -}}
+{{- fail (printf "resources.limits.memory %q: cannot derive GOMEMLIMIT from it; use a quantity such as 512Mi, or set goMemLimit" $q) -}}
+{{- end -}}
+{{- printf "%dMiB" (int64 (floor (mulf (float64 $n) (get $perMiB $unit) 0.9))) -}}
+{{- end -}}
+{{- end -}}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -254,13 +255,14 @@ func benchRun(b *testing.B, c benchCase) benchResult {
 	}
 	<-w.done
 
+	// Per event between the first outcome and the last; a backlog drained before the first look
+	// (a tiny one) has no such window and reports NaN.
 	between := float64(int64(c.events) - done0)
-	r := benchResult{
-		events:        c.events,
-		cpuPerEvent:   float64(cpu.Microseconds()) / between,
-		redisPerEvent: float64(reads) / between,
-		peakKiB:       peak,
-		rate:          between / doneAt.Sub(firstAt).Seconds(),
+	r := benchResult{events: c.events, peakKiB: peak, cpuPerEvent: math.NaN(), redisPerEvent: math.NaN(), rate: math.NaN()}
+	if between > 0 {
+		r.cpuPerEvent = float64(cpu.Microseconds()) / between
+		r.redisPerEvent = float64(reads) / between
+		r.rate = between / doneAt.Sub(firstAt).Seconds()
 	}
 	if c.backlog {
 		return r
@@ -450,9 +452,9 @@ func benchReport(cases []benchCase, results map[benchCase]benchResult) string {
 		if ceiling != nil {
 			pct = fmt.Sprintf("%.1f%%", 100*r.rate/ceiling.rate)
 		}
-		fmt.Fprintf(&sb, "| %s | %d | %d | %.0f | %s | %s | %.1f | %.1f | %.0f | %.2f | %.0f |\n", lat, c.maxInFlight, r.events, r.rate,
-			speedup, pct, float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, r.cpuPerEvent, r.redisPerEvent,
-			float64(r.peakKiB)/1024)
+		fmt.Fprintf(&sb, "| %s | %d | %d | %.0f | %s | %s | %.1f | %.1f | %s | %s | %.0f |\n", lat, c.maxInFlight, r.events, r.rate,
+			speedup, pct, float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, orDash(r.cpuPerEvent, "%.0f"),
+			orDash(r.redisPerEvent, "%.2f"), float64(r.peakKiB)/1024)
 	}
 	sb.WriteString("\nevents/s: events ÷ (last outcome − first event taken). p50/p99: an event's time from being taken off Kafka\n" +
 		"to its outcome record being written (decode, claim, call, complete, produce). Worker CPU: the worker process's\n" +
@@ -470,6 +472,14 @@ func benchReport(cases []benchCase, results map[benchCase]benchResult) string {
 		sb.WriteString("\n## Binary\n\n" + sizes)
 	}
 	return sb.String()
+}
+
+// orDash formats v, or "—" when it is NaN (not measured).
+func orDash(v float64, format string) string {
+	if math.IsNaN(v) {
+		return "—"
+	}
+	return fmt.Sprintf(format, v)
 }
 
 // binarySizes builds the worker as `make static` does (without the development broker and Redis

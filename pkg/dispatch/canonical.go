@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -28,8 +29,8 @@ import (
 // The fingerprint is stored with completed outcomes, so this function's output
 // must never change for a given input; TestFingerprintStable pins it.
 func Fingerprint(request json.RawMessage, seller string) (string, error) {
-	buf := make([]byte, 0, len(request)+32)
-	buf = append(buf, `{"request":`...)
+	bp := fingerprintBufs.Get().(*[]byte)
+	buf := append((*bp)[:0], `{"request":`...)
 	var err error
 	if buf, err = appendCanonical(buf, request); err != nil {
 		return "", fmt.Errorf("fingerprint: %w", err)
@@ -38,8 +39,15 @@ func Fingerprint(request json.RawMessage, seller string) (string, error) {
 	buf = appendString(buf, seller)
 	buf = append(buf, '}')
 	sum := sha256.Sum256(buf)
+	if cap(buf) <= 64<<10 { // an outsized one is left to the collector
+		*bp = buf
+		fingerprintBufs.Put(bp)
+	}
 	return hex.EncodeToString(sum[:]), nil
 }
+
+// fingerprintBufs holds the buffers the canonical text is hashed from: it is thrown away at once.
+var fingerprintBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 // canonicalDepth bounds the nesting appendCanonical accepts; envelopes are
 // already limited to MaxDepth.

@@ -3,11 +3,12 @@ package consumer
 import (
 	"context"
 	"strconv"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/ordersync/ordersync/internal/telemetry"
 )
 
 // instruments are the consumer's metrics. Labels are low-cardinality: topic, partition, group.
@@ -19,7 +20,7 @@ type instruments struct {
 	processRetries metric.Int64Counter
 	publishRetries metric.Int64Counter
 	processTime    metric.Float64Histogram
-	sets           attrSets
+	sets           *telemetry.AttrSets[setKey]
 }
 
 // durationBuckets are the messaging semantic conventions' recommended boundaries, in seconds.
@@ -27,6 +28,16 @@ var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
 
 func newInstruments(m metric.Meter, c *Consumer) (*instruments, error) {
 	in := &instruments{group: attribute.String("messaging.consumer.group.name", c.cfg.GroupID)}
+	in.sets = telemetry.NewAttrSets(func(k setKey) []attribute.KeyValue {
+		kvs := []attribute.KeyValue{attribute.String("messaging.system", "kafka"), in.group, attribute.String("messaging.destination.name", k.topic)}
+		if k.process {
+			kvs = append(kvs, attribute.String("messaging.operation.name", "process"))
+		}
+		if k.errType != "" {
+			kvs = append(kvs, attribute.String("error.type", k.errType))
+		}
+		return kvs
+	})
 	var err error
 	if in.consumed, err = m.Int64Counter("messaging.client.consumed.messages", metric.WithUnit("{message}"),
 		metric.WithDescription("Messages fetched from the channel topics.")); err != nil {
@@ -114,11 +125,11 @@ func newInstruments(m metric.Meter, c *Consumer) (*instruments, error) {
 }
 
 func (in *instruments) topicAttrs(topic string) metric.MeasurementOption {
-	return in.sets.get(in.group, setKey{topic: topic})
+	return in.sets.Get(setKey{topic: topic})
 }
 
 func (in *instruments) recordProcess(topic string, d time.Duration, errType string) {
-	in.processTime.Record(context.Background(), d.Seconds(), in.sets.get(in.group, setKey{topic: topic, errType: errType, process: true}))
+	in.processTime.Record(context.Background(), d.Seconds(), in.sets.Get(setKey{topic: topic, errType: errType, process: true}))
 }
 
 // setKey names one of the few attribute sets the per-message measurements use: a topic's, or a
@@ -126,35 +137,4 @@ func (in *instruments) recordProcess(topic string, d time.Duration, errType stri
 type setKey struct {
 	topic, errType string
 	process        bool
-}
-
-// attrSets builds each attribute set once: a set built per measurement (sorted, de-duplicated,
-// hashed) costs more than the measurement itself.
-type attrSets struct {
-	mu sync.RWMutex
-	m  map[setKey]metric.MeasurementOption
-}
-
-func (a *attrSets) get(group attribute.KeyValue, k setKey) metric.MeasurementOption {
-	a.mu.RLock()
-	opt, ok := a.m[k]
-	a.mu.RUnlock()
-	if ok {
-		return opt
-	}
-	kvs := []attribute.KeyValue{attribute.String("messaging.system", "kafka"), group, attribute.String("messaging.destination.name", k.topic)}
-	if k.process {
-		kvs = append(kvs, attribute.String("messaging.operation.name", "process"))
-	}
-	if k.errType != "" {
-		kvs = append(kvs, attribute.String("error.type", k.errType))
-	}
-	opt = metric.WithAttributeSet(attribute.NewSet(kvs...))
-	a.mu.Lock()
-	if a.m == nil {
-		a.m = make(map[setKey]metric.MeasurementOption)
-	}
-	a.m[k] = opt
-	a.mu.Unlock()
-	return opt
 }

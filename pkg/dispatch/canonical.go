@@ -169,24 +169,39 @@ func (c *canonState) object(buf []byte, l *lexer, depth int) ([]byte, error) {
 }
 
 // appendString writes s as a JSON string with the minimal escapes; invalid
-// UTF-8 becomes U+FFFD.
-func appendString(dst []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
+// UTF-8 becomes U+FFFD (see appendQuoted).
+func appendString(dst []byte, s string) []byte { return appendQuoted(dst, s, false) }
+
+// appendQuoted appends s as a JSON string: \" \\ \b \f \n \r \t, \u00XX for the other control
+// characters, everything else as it is, and invalid UTF-8 as U+FFFD. htmlSafe writes what
+// encoding/json writes by default on top: < > & as \u003c \u003e \u0026, U+2028 and U+2029 as
+// \u2028 and \u2029, and U+FFFD as the escape \ufffd. The canonical form (htmlSafe false) must never
+// change: TestFingerprintStable pins it.
+func appendQuoted(dst []byte, s string, htmlSafe bool) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c >= utf8.RuneSelf {
 			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
+			switch {
+			case r == utf8.RuneError && size == 1:
 				dst = append(dst, s[start:i]...)
-				dst = append(dst, "\ufffd"...)
+				if htmlSafe {
+					dst = append(dst, `\ufffd`...)
+				} else {
+					dst = append(dst, "\ufffd"...)
+				}
 				start = i + 1
+			case htmlSafe && (r == '\u2028' || r == '\u2029'):
+				dst = append(dst, s[start:i]...)
+				dst = append(dst, '\\', 'u', '2', '0', '2', hexDigit[r&0xf])
+				start = i + size
 			}
 			i += size
 			continue
 		}
-		if c >= 0x20 && c != '"' && c != '\\' {
+		if c >= 0x20 && c != '"' && c != '\\' && (!htmlSafe || (c != '<' && c != '>' && c != '&')) {
 			i++
 			continue
 		}
@@ -205,7 +220,7 @@ func appendString(dst []byte, s string) []byte {
 		case '\t':
 			dst = append(dst, '\\', 't')
 		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			dst = append(dst, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&0xf])
 		}
 		i++
 		start = i

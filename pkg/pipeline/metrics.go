@@ -3,11 +3,12 @@ package pipeline
 import (
 	"context"
 	"os"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/ordersync/ordersync/internal/telemetry"
 )
 
 // pipelineMetrics are the pipeline's instruments; labels are low-cardinality only (channel,
@@ -18,10 +19,17 @@ type pipelineMetrics struct {
 	retries  metric.Int64Counter
 	bans     metric.Int64Counter
 	dedupes  metric.Int64Counter
-	sets     attrSets
+	sets     *telemetry.AttrSets[setKey]
 }
 
 func (pm *pipelineMetrics) init(m metric.Meter, breakers []*breaker) error {
+	pm.sets = telemetry.NewAttrSets(func(k setKey) []attribute.KeyValue {
+		kvs := []attribute.KeyValue{attribute.String(k.k1, k.v1)}
+		if k.k2 != "" {
+			kvs = append(kvs, attribute.String(k.k2, k.v2))
+		}
+		return kvs
+	})
 	var err error
 	if pm.outcomes, err = m.Int64Counter("ordersync.outcomes", metric.WithUnit("{outcome}"),
 		metric.WithDescription("Outcomes by channel and status (succeeded, failed, rejected, duplicate).")); err != nil {
@@ -59,55 +67,26 @@ func (pm *pipelineMetrics) init(m metric.Meter, breakers []*breaker) error {
 }
 
 func (pm *pipelineMetrics) outcome(ctx context.Context, channel, status string) {
-	pm.outcomes.Add(ctx, 1, pm.sets.get(setKey{"ordersync.channel", channel, "ordersync.status", status}))
+	pm.outcomes.Add(ctx, 1, pm.sets.Get(setKey{"ordersync.channel", channel, "ordersync.status", status}))
 }
 
 func (pm *pipelineMetrics) gateway(ctx context.Context, method, result string, d time.Duration) {
-	pm.gwTime.Record(ctx, d.Seconds(), pm.sets.get(setKey{"ordersync.top.method", method, "ordersync.result", result}))
+	pm.gwTime.Record(ctx, d.Seconds(), pm.sets.Get(setKey{"ordersync.top.method", method, "ordersync.result", result}))
 }
 
 func (pm *pipelineMetrics) retry(ctx context.Context, method string) {
-	pm.retries.Add(ctx, 1, pm.sets.get(setKey{k1: "ordersync.top.method", v1: method}))
+	pm.retries.Add(ctx, 1, pm.sets.Get(setKey{k1: "ordersync.top.method", v1: method}))
 }
 
 func (pm *pipelineMetrics) ban(ctx context.Context, method string) {
-	pm.bans.Add(ctx, 1, pm.sets.get(setKey{k1: "ordersync.top.method", v1: method}))
+	pm.bans.Add(ctx, 1, pm.sets.Get(setKey{k1: "ordersync.top.method", v1: method}))
 }
 
 func (pm *pipelineMetrics) dedupe(ctx context.Context, result string) {
-	pm.dedupes.Add(ctx, 1, pm.sets.get(setKey{k1: "ordersync.dedupe.result", v1: result}))
+	pm.dedupes.Add(ctx, 1, pm.sets.Get(setKey{k1: "ordersync.dedupe.result", v1: result}))
 }
 
 // setKey is an attribute set of one or two string attributes.
 type setKey struct{ k1, v1, k2, v2 string }
-
-// attrSets builds each attribute set once: a set built per measurement (sorted, de-duplicated,
-// hashed) costs more than the measurement itself. The values are few: channels, statuses,
-// methods, results.
-type attrSets struct {
-	mu sync.RWMutex
-	m  map[setKey]metric.MeasurementOption
-}
-
-func (a *attrSets) get(k setKey) metric.MeasurementOption {
-	a.mu.RLock()
-	opt, ok := a.m[k]
-	a.mu.RUnlock()
-	if ok {
-		return opt
-	}
-	kvs := []attribute.KeyValue{attribute.String(k.k1, k.v1)}
-	if k.k2 != "" {
-		kvs = append(kvs, attribute.String(k.k2, k.v2))
-	}
-	opt = metric.WithAttributeSet(attribute.NewSet(kvs...))
-	a.mu.Lock()
-	if a.m == nil {
-		a.m = make(map[setKey]metric.MeasurementOption)
-	}
-	a.m[k] = opt
-	a.mu.Unlock()
-	return opt
-}
 
 func pid() int { return os.Getpid() }

@@ -244,7 +244,7 @@ func serve(ctx context.Context, cfg config.Config, sessions map[string]string, l
 		RequiredAcks: kafka.RequireAll,
 		// Concurrent events are batched together; the 1s default would add a second to each.
 		BatchTimeout: 2 * time.Millisecond,
-		BatchSize:    64, // kafka-go allocates room for a whole batch up front: small batches are the common case
+		BatchSize:    32, // kafka-go allocates room for a whole batch up front: small batches are the common case
 		BatchBytes:   int64(cfg.Kafka.MaxRecordBytes),
 		WriteTimeout: 10 * time.Second,
 		MaxAttempts:  3,

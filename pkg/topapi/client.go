@@ -469,12 +469,17 @@ func readBounded(r io.Reader, contentLength, max int64) ([]byte, error) {
 	if contentLength > max {
 		return nil, errTooLong
 	}
-	var buf bytes.Buffer
-	if contentLength > 0 {
-		buf.Grow(int(contentLength))
-	} else {
-		buf.Grow(1024)
+	if contentLength >= 0 {
+		// Exactly the announced length: bytes.Buffer.ReadFrom would grow past it to make room for
+		// a read that finds the end.
+		buf := make([]byte, contentLength)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
 	}
+	var buf bytes.Buffer
+	buf.Grow(1024)
 	n, err := buf.ReadFrom(io.LimitReader(r, max+1))
 	if err != nil {
 		return nil, err

@@ -55,18 +55,19 @@ func BenchmarkWorker(b *testing.B) {
 	}
 	n := func(events int) int { return max(int(float64(events)*scale), 20) }
 	def := config.Default().Worker.MaxInFlight
-	// Backlogs: a few seconds per case at the rates expected.
+	// Backlogs: about ten seconds per case at the rates expected, so that the first seconds (the
+	// connections opening, the goroutines starting) weigh little in the per-event figures.
 	cases := []benchCase{
-		{latency: 0, maxInFlight: 1, events: n(1500)},
-		{latency: 0, maxInFlight: 64, events: n(15000)},
-		{latency: 0, maxInFlight: def, events: n(30000)},
-		{latency: 20 * time.Millisecond, maxInFlight: 1, events: n(200)},
-		{latency: 20 * time.Millisecond, maxInFlight: 64, events: n(10000)},
-		{latency: 20 * time.Millisecond, maxInFlight: def, events: n(30000)},
-		{latency: 100 * time.Millisecond, maxInFlight: 1, events: n(50)},
-		{latency: 100 * time.Millisecond, maxInFlight: 64, events: n(3000)},
-		{latency: 100 * time.Millisecond, maxInFlight: def, events: n(20000)},
-		{passThrough: true, maxInFlight: def, events: n(60000)},
+		{latency: 0, maxInFlight: 1, events: n(2500)},
+		{latency: 0, maxInFlight: 64, events: n(40000)},
+		{latency: 0, maxInFlight: def, events: n(60000)},
+		{latency: 20 * time.Millisecond, maxInFlight: 1, events: n(400)},
+		{latency: 20 * time.Millisecond, maxInFlight: 64, events: n(25000)},
+		{latency: 20 * time.Millisecond, maxInFlight: def, events: n(60000)},
+		{latency: 100 * time.Millisecond, maxInFlight: 1, events: n(100)},
+		{latency: 100 * time.Millisecond, maxInFlight: 64, events: n(6000)},
+		{latency: 100 * time.Millisecond, maxInFlight: def, events: n(40000)},
+		{passThrough: true, maxInFlight: def, events: n(150000)},
 	}
 	backlog := n(500_000)
 	if v := os.Getenv("BENCH_BACKLOG"); v != "" {

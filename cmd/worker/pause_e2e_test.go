@@ -107,8 +107,13 @@ func TestE2ELongBan(t *testing.T) {
 			if second > first+16<<10 {
 				t.Errorf("RSS grew during the ban: %d KiB in its first half, %d KiB in its second", first, second)
 			}
-			// The bound holds through the ban and the drain of its backlog.
-			const bound = 256 << 10 // KiB
+			// The bound holds through the ban and the drain of its backlog (the race detector's
+			// shadow memory multiplies the resident set: measured 278 MiB under -race on 2 cores,
+			// 46–52 MiB without over a 3-minute ban).
+			bound := int64(128 << 10) // KiB
+			if raceEnabled {
+				bound = 768 << 10
+			}
 			if peak > bound {
 				t.Errorf("peak RSS %d KiB (ban and drain), want < %d KiB", peak, bound)
 			}

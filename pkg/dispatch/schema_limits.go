@@ -96,7 +96,7 @@ var schemaLimits = []SchemaLimit{
 		ID:    "session",
 		Rule:  "Channels that need a session (omni-saas, icbu-trade, mos-haiding) reject an event whose seller (or top.default_seller) has no session key.",
 		Why:   "It depends on the deployment's sessions file, not on the event.",
-		Where: "Pipeline (pkg/dispatch/pipeline.go); worker validate does not check it",
+		Where: "Pipeline.Process (pkg/pipeline/pipeline.go); worker validate does not check it",
 	},
 }
 

@@ -14,10 +14,13 @@ func encodeRecord(r Record) string {
 	switch r.State {
 	case Claimed:
 		s, x, rest = "c", r.LeaseExpires.UnixMilli(), r.PreviousOwner
+		if r.Note != nil {
+			rest = "\n" + string(r.Note)
+		}
 	case Done:
 		s, rest = "d", string(r.Outcome)
 	case Released:
-		s = "r"
+		s, rest = "r", string(r.Note)
 	}
 	return fmt.Sprintf("%s%d %d %d %d\n%s%s%s", s, r.Token, x, len(r.Owner), len(r.Fingerprint), r.Owner, r.Fingerprint, rest)
 }
@@ -39,6 +42,10 @@ func TestDecodeRecord(t *testing.T) {
 			Record{State: Done, Token: 1, Owner: "a", Fingerprint: "f", Outcome: []byte{}}},
 		{"released", "r3 0 1 1\naf",
 			Record{State: Released, Token: 3, Owner: "a", Fingerprint: "f"}},
+		{"released with a note", "r3 0 1 1\naficbu/0@7",
+			Record{State: Released, Token: 3, Owner: "a", Fingerprint: "f", Note: []byte("icbu/0@7")}},
+		{"claimed after a noted release", "c4 5 1 1\nbf\nicbu/0@7",
+			Record{State: Claimed, Token: 4, Owner: "b", Fingerprint: "f", LeaseExpires: time.UnixMilli(5), Note: []byte("icbu/0@7")}},
 		{"owner with newline and spaces", "c1 5 3 1\na\n f",
 			Record{State: Claimed, Token: 1, Owner: "a\n ", Fingerprint: "f", LeaseExpires: time.UnixMilli(5)}},
 	}

@@ -25,7 +25,7 @@ all: lint test
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/worker ./cmd/worker
 
-## deps: install what the tests need when it is missing (redis-server, kcat, yamllint, staticcheck, helm).
+## deps: install what the tests need when it is missing (redis-server, kcat, yamllint, Node.js and npm, staticcheck, helm, the AsyncAPI parser).
 deps:
 	@.ci/deps
 

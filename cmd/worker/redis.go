@@ -153,9 +153,10 @@ const (
 //
 // A refusal (*dedupe.PreflightError) is returned at once, naming the configuration key that changes it
 // where one does. maxmemory-policy other than noeviction is refused unless c.AllowEviction
-// (redis.allow_eviction), which turns the refusal into a warning on log. Any other error — Redis not
-// reachable yet, still loading, a timeout — is logged and retried with a growing wait (up to 5s) until it
-// passes or ctx ends; then ctx's error is returned together with the last one.
+// (redis.allow_eviction), which turns the refusal into a warning on log; a master without AOF
+// persistence is warned about too. Any other error — Redis not reachable yet, still loading, a timeout —
+// is logged and retried with a growing wait (up to 5s) until it passes or ctx ends; then ctx's error is
+// returned together with the last one.
 func redisPreflight(ctx context.Context, store *dedupe.Store, c config.Redis, log *slog.Logger) error {
 	wait := preflightFirstWait
 	for attempt := 1; ; attempt++ {
@@ -180,19 +181,28 @@ func redisPreflight(ctx context.Context, store *dedupe.Store, c config.Redis, lo
 func preflightOnce(ctx context.Context, store *dedupe.Store, c config.Redis, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, preflightAttempt)
 	defer cancel()
-	err := store.Preflight(ctx, dedupe.PreflightOptions{})
+	var warnings [][2]string // addr, message: logged once the checks pass (a retried attempt would repeat them)
+	opts := dedupe.PreflightOptions{Warn: func(addr, msg string) { warnings = append(warnings, [2]string{addr, msg}) }}
+	err := store.Preflight(ctx, opts)
 	var refused *dedupe.PreflightError
+	if errors.As(err, &refused) && refused.Check == dedupe.CheckEviction && c.AllowEviction {
+		log.Warn("redis may evict dedupe records before their retention ends, so an event may reach the platform "+
+			"twice; allowed by redis.allow_eviction", "reason", refused.Msg)
+		warnings, opts.AllowEviction = nil, true
+		err = store.Preflight(ctx, opts)
+	}
+	if err == nil {
+		for _, w := range warnings {
+			log.Warn(w[1], "redis", w[0])
+		}
+		return nil
+	}
 	if !errors.As(err, &refused) {
 		return err
 	}
 	switch refused.Check {
 	case dedupe.CheckEviction:
-		if !c.AllowEviction {
-			return fmt.Errorf("%w with redis.allow_eviction: true (ORDERSYNC_REDIS_ALLOW_EVICTION=true)", err)
-		}
-		log.Warn("redis may evict dedupe records before their retention ends, so an event may reach the platform "+
-			"twice; allowed by redis.allow_eviction", "reason", refused.Msg)
-		return store.Preflight(ctx, dedupe.PreflightOptions{AllowEviction: true})
+		return fmt.Errorf("%w with redis.allow_eviction: true (ORDERSYNC_REDIS_ALLOW_EVICTION=true)", err)
 	case dedupe.CheckCluster:
 		if c.DB != 0 {
 			return fmt.Errorf("%w; redis.db must be 0 with Redis Cluster", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -267,6 +268,12 @@ func TestRedisPreflightEviction(t *testing.T) {
 	if got := logs.String(); !strings.Contains(got, `"level":"WARN"`) || !strings.Contains(got, "allowed by redis.allow_eviction") ||
 		!strings.Contains(got, "volatile-lru") {
 		t.Errorf("log %q, want a warning naming the policy and redis.allow_eviction", got)
+	}
+	// The test server keeps nothing on disk: one warning says so, naming the server (by the address the
+	// cluster client seeded with one loopback address knows it by, ":port").
+	_, port, _ := net.SplitHostPort(srv.Addr())
+	if got := logs.String(); strings.Count(got, "without AOF persistence") != 1 || !strings.Contains(got, `:`+port+`"`) {
+		t.Errorf("log %q, want one warning about the missing AOF persistence naming port %s", got, port)
 	}
 }
 

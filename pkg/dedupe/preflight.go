@@ -30,6 +30,11 @@ type PreflightOptions struct {
 	// volatile-* policies can evict records as readily as the allkeys-* ones; an evicted claim or outcome
 	// lets the same event reach the platform again. Default false: refuse such a server.
 	AllowEviction bool
+	// Warn, if set, is told what Preflight finds risky but not wrong, once per master and finding: a
+	// master without AOF persistence (aof_enabled:0), whose restart loses the records written since its
+	// last snapshot, or all of them if it keeps none, so that events re-sent or redelivered after it
+	// reach the platform again. It may be called before Preflight returns an error.
+	Warn func(addr, msg string)
 }
 
 // Check names one of Preflight's checks.
@@ -86,6 +91,8 @@ func (e *PreflightError) Unwrap() error { return e.Err }
 //     user lacking any command or key pattern the store needs fails here, naming the command, rather than
 //     on every event later.
 //
+// A master without AOF persistence passes, and is reported to opts.Warn.
+//
 // Any other error (Redis unreachable, LOADING, a timeout, ctx ending) is returned as it is, not as a
 // *PreflightError: it may pass, and the caller may retry. Preflight writes only the probe key; it is safe
 // to run concurrently from several processes.
@@ -123,7 +130,16 @@ func (s *Store) checkServer(ctx context.Context, c *redis.Client, clustered bool
 		}
 		return fmt.Errorf("dedupe preflight: redis %s: INFO: %w", addr, err)
 	}
-	return checkInfo(addr, parseInfo(info), clustered, opts)
+	fields := parseInfo(info)
+	if err := checkInfo(addr, fields, clustered, opts); err != nil {
+		return err
+	}
+	if fields["aof_enabled"] == "0" && opts.Warn != nil {
+		opts.Warn(addr, "redis runs without AOF persistence (appendonly no): a restart loses the dedupe records "+
+			"written since its last snapshot (all of them without snapshots), and events re-sent or redelivered "+
+			"after it reach the platform again; set appendonly yes")
+	}
+	return nil
 }
 
 // checkInfo checks one master's INFO fields.

@@ -109,6 +109,39 @@ func TestPreflightEviction(t *testing.T) {
 	}
 }
 
+// A master without AOF persistence is accepted with a warning naming it; one with AOF is not warned about.
+func TestPreflightWarnsWithoutAOF(t *testing.T) {
+	for _, tt := range []struct {
+		appendonly string
+		warned     bool
+	}{
+		{appendonly: "no", warned: true},
+		{appendonly: "yes", warned: false},
+	} {
+		t.Run("appendonly "+tt.appendonly, func(t *testing.T) {
+			srv := redistest.StartArgs(t, "--appendonly", tt.appendonly)
+			s, err := dedupe.New(srv.Client(), dedupe.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var warnings []string
+			warn := func(addr, msg string) { warnings = append(warnings, addr+": "+msg) }
+			if err := s.Preflight(preflightCtx(t), dedupe.PreflightOptions{Warn: warn}); err != nil {
+				t.Fatalf("Preflight: %v", err)
+			}
+			if !tt.warned {
+				if len(warnings) != 0 {
+					t.Errorf("warnings %q, want none", warnings)
+				}
+				return
+			}
+			if len(warnings) != 1 || !strings.HasPrefix(warnings[0], srv.Addr()+": ") || !strings.Contains(warnings[0], "set appendonly yes") {
+				t.Errorf("warnings %q, want one for %s naming appendonly", warnings, srv.Addr())
+			}
+		})
+	}
+}
+
 // A Redis ACL user that lacks something the store needs is refused at start-up, with the missing command or
 // key pattern named, instead of failing every event later.
 func TestPreflightPermissions(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,7 +34,7 @@ type PreflightOptions struct {
 	// Warn, if set, is told what Preflight finds risky but not wrong, once per master and finding: a
 	// master without AOF persistence (aof_enabled:0), whose restart loses the records written since its
 	// last snapshot, or all of them if it keeps none, so that events re-sent or redelivered after it
-	// reach the platform again. It may be called before Preflight returns an error.
+	// reach the platform again. Calls do not overlap; one may come before Preflight returns an error.
 	Warn func(addr, msg string)
 }
 
@@ -97,6 +98,14 @@ func (e *PreflightError) Unwrap() error { return e.Err }
 // *PreflightError: it may pass, and the caller may retry. Preflight writes only the probe key; it is safe
 // to run concurrently from several processes.
 func (s *Store) Preflight(ctx context.Context, opts PreflightOptions) error {
+	if warn := opts.Warn; warn != nil {
+		var mu sync.Mutex // a Cluster's masters are checked concurrently
+		opts.Warn = func(addr, msg string) {
+			mu.Lock()
+			defer mu.Unlock()
+			warn(addr, msg)
+		}
+	}
 	if err := s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client, clustered bool) error {
 		return s.checkServer(ctx, c, clustered, opts)
 	}); err != nil {

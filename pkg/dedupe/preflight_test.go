@@ -111,6 +111,25 @@ func TestPreflightEviction(t *testing.T) {
 
 // A master without AOF persistence is accepted with a warning naming it; one with AOF is not warned about.
 func TestPreflightWarnsWithoutAOF(t *testing.T) {
+	t.Run("cluster", func(t *testing.T) { // its masters are checked at once: one warning each
+		s, err := dedupe.New(redistest.StartCluster(t, 3).Client(), dedupe.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		warned := map[string]int{}
+		warn := func(addr, _ string) { warned[addr]++ }
+		if err := s.Preflight(preflightCtx(t), dedupe.PreflightOptions{Warn: warn}); err != nil {
+			t.Fatalf("Preflight: %v", err)
+		}
+		if len(warned) != 3 {
+			t.Errorf("warned about %v, want each of the 3 masters once", warned)
+		}
+		for addr, n := range warned {
+			if n != 1 {
+				t.Errorf("warned %d times about %s, want once", n, addr)
+			}
+		}
+	})
 	for _, tt := range []struct {
 		appendonly string
 		warned     bool

@@ -27,23 +27,11 @@ func (r *refusal) Error() string { return r.msg }
 // kafka.max_record_bytes. A refusal names the key or topic and the fix; a cluster that cannot be
 // reached yet is retried (growing waits, up to 5s) until ctx ends.
 func kafkaPreflight(ctx context.Context, dialer *kafka.Dialer, transport kafka.RoundTripper, cfg config.Config, log *slog.Logger) error {
-	wait := 200 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	return retryChecks(ctx, "kafka", log, func(ctx context.Context) (bool, error) {
 		err := kafkaPreflightOnce(ctx, dialer, transport, cfg, log)
 		var r *refusal
-		if err == nil || errors.As(err, &r) {
-			return err
-		}
-		log.Warn("kafka start-up checks could not run; retrying", "err", err, "attempt", attempt, "wait", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("kafka start-up checks: %w (last error: %v)", ctx.Err(), err)
-		case <-t.C:
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
+		return errors.As(err, &r), err
+	})
 }
 
 func kafkaPreflightOnce(ctx context.Context, dialer *kafka.Dialer, transport kafka.RoundTripper, cfg config.Config, log *slog.Logger) error {

@@ -141,12 +141,8 @@ func isLoopbackHost(host string) bool {
 	return strings.EqualFold(host, "localhost")
 }
 
-// Waits between start-up check attempts while Redis is not reachable.
-const (
-	preflightFirstWait = 250 * time.Millisecond
-	preflightMaxWait   = 5 * time.Second
-	preflightAttempt   = 10 * time.Second // bounds one attempt
-)
+// preflightAttempt bounds one attempt of the Redis start-up checks.
+const preflightAttempt = 10 * time.Second
 
 // redisPreflight runs the dedupe store's start-up checks (dedupe.Store.Preflight: Redis version,
 // maxmemory-policy, cluster mode, and a permission probe of the scripts) before the worker takes events.
@@ -158,23 +154,11 @@ const (
 // is logged and retried with a growing wait (up to 5s) until it passes or ctx ends; then ctx's error is
 // returned together with the last one.
 func redisPreflight(ctx context.Context, store *dedupe.Store, c config.Redis, log *slog.Logger) error {
-	wait := preflightFirstWait
-	for attempt := 1; ; attempt++ {
+	return retryChecks(ctx, "redis", log, func(ctx context.Context) (bool, error) {
 		err := preflightOnce(ctx, store, c, log)
 		var refused *dedupe.PreflightError
-		if err == nil || errors.As(err, &refused) {
-			return err
-		}
-		log.Warn("redis start-up checks could not run; retrying", "err", err, "attempt", attempt, "wait", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("redis start-up checks: %w (last error: %v)", ctx.Err(), err)
-		case <-t.C:
-		}
-		wait = min(2*wait, preflightMaxWait)
-	}
+		return errors.As(err, &refused), err
+	})
 }
 
 // preflightOnce runs the checks once and phrases a refusal in the worker's configuration.

@@ -102,12 +102,10 @@ func (p *partition) fetchLoop(gctx context.Context) {
 			// Hold no records through a pause: fetch them again afterwards.
 			f.drop()
 			buffered = false
-			select {
-			case <-changed:
-				continue
-			case <-gctx.Done():
+			if !awaitChange(gctx, changed) {
 				return
 			}
+			continue
 		}
 		if !buffered {
 			if !c.waitSlot(gctx) {
@@ -148,12 +146,10 @@ func (p *partition) fetchLoop(gctx context.Context) {
 				f.drop()
 				buffered = false
 			}
-			select {
-			case <-changed:
-				continue
-			case <-gctx.Done():
+			if !awaitChange(gctx, changed) {
 				return
 			}
+			continue
 		}
 		if err := c.acquire(gctx); err != nil {
 			c.gates.unadmit(tk)
@@ -527,6 +523,16 @@ func newRetryBackoff() *backoff.ExponentialBackOff {
 	b.MaxElapsedTime = 0
 	b.Reset()
 	return b
+}
+
+// awaitChange waits for changed to be closed (a gate's state changed); false if ctx ended first.
+func awaitChange(ctx context.Context, changed <-chan struct{}) bool {
+	select {
+	case <-changed:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // sleep waits d or until ctx ends; it reports whether the full wait elapsed.

@@ -397,15 +397,20 @@ func (p *Pipeline) deliver(ctx context.Context, ev *event, release *func()) (dea
 	}
 	p.m.dedupe(ctx, "claimed")
 	token := claim.Token
-	// An ambiguous event's claim is released with a note naming the event, so that the same event
-	// coming back — redelivered after its worker stopped before the outcome was published — is
-	// recognised and not called again, while a replay or a re-send (another offset) may call.
-	note := []byte("ambiguous " + ev.outcome.Source.Topic + "/" + strconv.Itoa(ev.outcome.Source.Partition) + "/" + strconv.FormatInt(ev.outcome.Source.Offset, 10))
+	// On a channel the platform does not deduplicate, an ambiguous event's claim is released with
+	// a note naming the event, so that the same event coming back — redelivered after its worker
+	// stopped before the outcome was published — is recognised and not called again, while a
+	// replay or a re-send (another offset) may call.
+	var note []byte
+	if ev.ch.DedupedBy == "" {
+		src := ev.outcome.Source
+		note = []byte("ambiguous " + src.Topic + "/" + strconv.Itoa(src.Partition) + "/" + strconv.FormatInt(src.Offset, 10))
+	}
 	*release = func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		var err error
-		if ev.outcome.Error != nil && ev.outcome.Error.Kind == dispatch.KindAmbiguous {
+		if note != nil && ev.outcome.Error != nil && ev.outcome.Error.Kind == dispatch.KindAmbiguous {
 			err = p.cfg.Dedupe.ReleaseNoted(rctx, key, owner, token, note)
 		} else {
 			err = p.cfg.Dedupe.Release(rctx, key, owner, token)
@@ -415,7 +420,7 @@ func (p *Pipeline) deliver(ctx context.Context, ev *event, release *func()) (dea
 		}
 	}
 
-	if ev.ch.DedupedBy == "" && (claim.TookOver || bytes.Equal(claim.Note, note)) {
+	if note != nil && (claim.TookOver || bytes.Equal(claim.Note, note)) {
 		// The previous owner stopped (crashed) holding the key, or this very event was found
 		// ambiguous before and comes back: a call may have reached the platform, which would not
 		// notice a second one.

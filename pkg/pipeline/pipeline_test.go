@@ -95,6 +95,16 @@ func (f *fixture) message(channel string, value []byte, offset int64) kafka.Mess
 		Headers: []kafka.Header{{Key: "x-upstream", Value: []byte("pos-7")}}}
 }
 
+// state returns the dedupe state of the key (channel, id).
+func (f *fixture) state(channel, id string) dedupe.State {
+	f.t.Helper()
+	rec, err := f.store.Get(context.Background(), dedupe.Key{Channel: channel, ID: id})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return rec.State
+}
+
 func (f *fixture) process(m kafka.Message) (dispatch.Outcome, consumer.Result) {
 	f.t.Helper()
 	res, err := f.pipe.Process(context.Background(), m)
@@ -321,12 +331,8 @@ func TestPipelineSessionErrorIsDeadLetteredNotStored(t *testing.T) {
 	if strings.Contains(string(res.Records[0].Value), "revoked-session") {
 		t.Error("outcome carries the session key")
 	}
-	rec, err := f.store.Get(context.Background(), dedupe.Key{Channel: "omni-saas", ID: "REQ-3436967"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rec.State != dedupe.Released {
-		t.Errorf("key %s after a session failure, want released (nothing stored)", rec.State)
+	if state := f.state("omni-saas", "REQ-3436967"); state != dedupe.Released {
+		t.Errorf("key %s after a session failure, want released (nothing stored)", state)
 	}
 	// The session is refreshed (the sessions file reloaded); the same event now succeeds.
 	f.pipe.Sessions().Store(map[string]string{"demo": testSession})
@@ -391,12 +397,8 @@ func TestPipelineLongBanPausesEveryChannel(t *testing.T) {
 		t.Errorf("pause until %s from now, want the ban's ~120s", d)
 	}
 	// The claim was released: nothing waits on a lease meanwhile.
-	rec, err := f.store.Get(context.Background(), dedupe.Key{Channel: "omni-saas", ID: "REQ-3436967"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rec.State != dedupe.Released {
-		t.Errorf("key %s while paused, want released", rec.State)
+	if state := f.state("omni-saas", "REQ-3436967"); state != dedupe.Released {
+		t.Errorf("key %s while paused, want released", state)
 	}
 	// Another channel meets the client's recorded ban without calling the gateway.
 	before := f.sim.Stats().Total
@@ -451,12 +453,8 @@ func TestPipelineCredentialErrorsPauseAndStoreNothing(t *testing.T) {
 			if !slices.Equal(pause.Topics, f.registry.Topics()) {
 				t.Errorf("pause over %v, want every topic of the gateway", pause.Topics)
 			}
-			rec, err := f.store.Get(context.Background(), dedupe.Key{Channel: "omni-saas", ID: "REQ-3436967"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rec.State != dedupe.Released {
-				t.Errorf("key %s, want released: nothing stored", rec.State)
+			if state := f.state("omni-saas", "REQ-3436967"); state != dedupe.Released {
+				t.Errorf("key %s, want released: nothing stored", state)
 			}
 		})
 	}
@@ -506,11 +504,7 @@ func TestPipelinePanicBecomesFailedOutcome(t *testing.T) {
 	if res.DeadLetter == "" {
 		t.Error("no dead letter: the event could not be replayed after a fix")
 	}
-	rec, err := f.store.Get(context.Background(), dedupe.Key{Channel: "omni-saas", ID: "REQ-3436967"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rec.State == dedupe.Claimed {
+	if f.state("omni-saas", "REQ-3436967") == dedupe.Claimed {
 		t.Error("key left claimed after the panic, want released")
 	}
 }
